@@ -1,0 +1,110 @@
+"""Run provenance and atomic file writes, shared by every layer.
+
+Every experiment writes ``run.json`` beside its results: the config it ran with, the seed,
+package versions and the git revision, so a result can be traced to the code that made it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.metadata
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import localcomp
+
+_PACKAGES = ("numpy", "scipy", "sympy", "jax", "jaxlib", "torch", "mitsuba", "matplotlib", "hypothesis")
+
+
+def repo_root() -> Path:
+    """The source checkout this package was imported from (editable install)."""
+    return Path(__file__).resolve().parent.parent
+
+
+def git_revision(path: Path | None = None) -> str | None:
+    """``git rev-parse HEAD`` of the checkout (with ``+dirty`` when it has changes), or None."""
+    cwd = path or repo_root()
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
+                             text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return rev + ("+dirty" if dirty else "") if rev else None
+
+
+def package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def run_metadata(config: Any = None, seed: int | None = None) -> dict:
+    """Everything needed to trace a result: config, seed, versions, revision, command line."""
+    if hasattr(config, "__dataclass_fields__"):
+        from dataclasses import asdict
+        config = asdict(config)
+    return {
+        "package_version": localcomp.__version__,
+        "git_revision": git_revision(),
+        "seed": seed,
+        "config": config,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": package_versions(),
+        "argv": sys.argv,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write to a temporary file in the same directory, fsync, then rename over ``path``.
+
+    A reader (or a resumed run) sees either the old file or the complete new one, never a
+    truncated file, even if the process is killed mid-write.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+    write_bytes_atomic(path, (json.dumps(obj, indent=2, default=_json_default) + "\n").encode())
+
+
+def _json_default(value: Any):
+    # numpy / jax scalars and arrays, Paths
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def write_run_record(out_dir: str | os.PathLike, config: Any = None, seed: int | None = None,
+                     name: str = "run.json") -> dict:
+    """Write ``run.json`` (config + provenance) into ``out_dir`` and return it."""
+    record = run_metadata(config, seed)
+    write_json_atomic(Path(out_dir) / name, record)
+    return record
