@@ -1,5 +1,234 @@
-"""CLEVR model jobs: ``clevr train``, ``clevr sample``, ``clevr kmax``, ``clevr table``."""
+"""CLEVR model jobs: ``clevr train``, ``clevr sample`` (heavy imports inside the handlers).
+
+``localcomp clevr train --experiment NAME --preset tiny|mini|paper --data DIR|synthetic[:MIN-MAX]
+--out RUN_DIR [--seed S] [--steps N] [--batch-size B]`` trains or resumes (rerun the same command
+after a kill); under ``torchrun --nproc-per-node N`` it runs data-parallel on gloo.
+
+``localcomp clevr sample --run RUN_DIR (--locations "u,v;u,v" | --from-dataset DIR --k K) --out DIR``
+writes ``samples.npz``, ``grid.png`` and ``run.json``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+from localcomp.errors import UserError
 
 
 def add_model_commands(clevr_subparsers) -> None:
-    """Placeholder until the CLEVR denoisers land."""
+    """Add ``train``, ``sample``, ``kmax`` and ``table`` to the ``clevr`` subcommands."""
+    from empirical.experiments import EXPERIMENTS, PRESETS
+
+    t = clevr_subparsers.add_parser("train", help="train (or resume) a CLEVR denoiser")
+    t.add_argument("--experiment", required=True, help=f"one of: {', '.join(EXPERIMENTS)}")
+    t.add_argument("--preset", default="mini", help=f"one of: {', '.join(PRESETS)}")
+    t.add_argument("--data", required=True,
+                   help="CLEVR dataset directory, or 'synthetic[:MIN-MAX]' (Gaussian blobs, smoke test)")
+    t.add_argument("--out", required=True, help="run directory (rerun the same command to resume)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--steps", type=int, default=None, help="total training steps (default: preset)")
+    t.add_argument("--batch-size", type=int, default=None, help="global batch size (default: preset)")
+    t.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints")
+    t.add_argument("--lr", type=float, default=None, help="learning rate (default: preset)")
+    t.set_defaults(func=_train)
+
+    s = clevr_subparsers.add_parser("sample", help="sample a trained denoiser for given locations")
+    s.add_argument("--run", required=True, help="training run directory (checkpoint.pt)")
+    where = s.add_mutually_exclusive_group(required=True)
+    where.add_argument("--locations", help="'u1,v1;u2,v2;...' in [-1,1] (u right, v down); '' = empty set; "
+                       "write --locations=-0.5,0.2 when the first value is negative")
+    where.add_argument("--from-dataset", help="take location sets of K-object images from this dataset")
+    s.add_argument("--k", type=int, default=None, help="with --from-dataset: number of objects")
+    s.add_argument("--num-sets", type=int, default=8, help="with --from-dataset: how many location sets")
+    s.add_argument("--n", type=int, default=4, help="samples per location set")
+    s.add_argument("--sampler-steps", type=int, default=None, help="Heun steps (default: preset)")
+    s.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", default=None, help="output directory (default: RUN_DIR/samples)")
+    s.set_defaults(func=_sample)
+
+    k = clevr_subparsers.add_parser("kmax", help="per-K success rates (K = 0..12) and Kmax of a run")
+    k.add_argument("--run", required=True, help="training run directory")
+    k.add_argument("--data", required=True, help="dataset with 0..K objects: the requested location sets")
+    k.add_argument("--detector", required=True, help="detector checkpoint (localcomp clevr detector train)")
+    k.add_argument("--max-k", type=int, default=12)
+    k.add_argument("--num-sets", type=int, default=8, help="location sets per K")
+    k.add_argument("--n", type=int, default=2, help="samples per location set")
+    k.add_argument("--sampler-steps", type=int, default=None)
+    k.add_argument("--training-objects", default=None,
+                   help="row label such as 1-3 (default: from the run's dataset manifest)")
+    k.add_argument("--seed", type=int, default=0)
+    k.add_argument("--out", default=None, help="output directory (default: RUN_DIR)")
+    k.set_defaults(func=_kmax)
+
+    tb = clevr_subparsers.add_parser("table", help="Table 1 (Markdown + JSON) from kmax.json files")
+    tb.add_argument("--runs", required=True, nargs="+", help="run directories or kmax.json files")
+    tb.add_argument("--out", required=True, help="output directory (table1.md, table1.json)")
+    tb.set_defaults(func=_table)
+
+
+def load_training_data(spec: str, resolution: int, seed: int = 0):
+    """``synthetic[:MIN-MAX]`` -> :class:`~empirical.synthetic.BlobDataset`; else a CLEVR directory."""
+    if spec.startswith("synthetic"):
+        from empirical.synthetic import BlobDataset
+        lo, hi = 1, 3
+        if ":" in spec:
+            try:
+                lo, hi = (int(t) for t in spec.split(":", 1)[1].split("-"))
+            except ValueError:
+                raise UserError(f"--data: {spec!r} is not 'synthetic:MIN-MAX'") from None
+        return BlobDataset(size=1024, resolution=resolution, min_objects=lo, max_objects=hi, seed=seed)
+    if not Path(spec).is_dir():
+        raise UserError(f"--data: {spec} is not a directory")
+    from empirical.dataset import ClevrDataset
+    return ClevrDataset(spec)
+
+
+def _train(args) -> int:
+    from empirical.experiments import make_train_config
+    from empirical.train import NonFiniteLossError, train
+
+    config = make_train_config(args.experiment, args.preset, args.seed, args.steps, args.batch_size,
+                               args.checkpoint_every, args.lr)
+    dataset = load_training_data(args.data, config.resolution, args.seed)
+    try:
+        summary = train(config, dataset, args.out, data_path=args.data)
+    except NonFiniteLossError as error:
+        raise UserError(str(error)) from None
+    last = summary["history"][-1]["mean_loss"] if summary["history"] else float("nan")
+    if summary["rank"] == 0:
+        print(f"{args.experiment}: step {summary['step']}/{summary['steps']}, last mean loss {last:.4f}, "
+              f"checkpoint in {args.out}")
+    return 0
+
+
+def location_sets_by_k(dataset, ks, num_sets: int) -> dict[int, list]:
+    """The conditioners ``[K, 2]`` of the first ``num_sets`` images with exactly ``K`` of them, for
+    each ``K`` in ``ks`` (rendered scenes satisfy CLEVR's placement rules, so these are admissible)."""
+    wanted = {k: [] for k in ks}
+    for i in range(len(dataset)):
+        cond = dataset[i][1]
+        bucket = wanted.get(cond.shape[0])
+        if bucket is not None and len(bucket) < num_sets:
+            bucket.append(cond)
+        if all(len(b) == num_sets for b in wanted.values()):
+            break
+    empty = [k for k, b in wanted.items() if not b]
+    if empty:
+        raise UserError(f"--k/--data: no image with {empty} conditioners in the dataset")
+    return wanted
+
+
+def _sample(args) -> int:
+    import numpy as np
+
+    from localcomp.provenance import write_bytes_atomic, write_run_record
+    from empirical.sampling import image_grid, parse_locations, sample_for_sets, to_uint8, write_png
+    from empirical.train import load_trained
+
+    if args.n < 1:
+        raise UserError(f"--n: must be >= 1, got {args.n}")
+    if args.from_dataset is not None:
+        if args.k is None or args.k < 0:
+            raise UserError("--k: required (>= 0) with --from-dataset")
+        from empirical.dataset import ClevrDataset
+        sets = location_sets_by_k(ClevrDataset(args.from_dataset), [args.k], args.num_sets)[args.k]
+    else:
+        sets = [parse_locations(args.locations)]
+    model, config, step = load_trained(args.run, use_ema=not args.raw)
+    steps = args.sampler_steps or config.sampler_steps
+    out = Path(args.out or Path(args.run) / "samples")
+    images = sample_for_sets(model, sets, config.resolution, args.n, steps, args.seed, progress=True)
+    pixels = to_uint8(images)
+    kmax = max(s.shape[0] for s in sets)
+    locations = np.zeros((len(sets), kmax, 2), np.float32)
+    mask = np.zeros((len(sets), kmax), bool)
+    for i, s in enumerate(sets):
+        locations[i, :len(s)], mask[i, :len(s)] = s.numpy(), True
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, images=pixels.reshape(len(sets), args.n, *pixels.shape[1:]),
+                        locations=locations, mask=mask)
+    write_bytes_atomic(out / "samples.npz", buffer.getvalue())
+    write_png(out / "grid.png", image_grid(pixels, args.n), scale=max(1, 128 // config.resolution))
+    write_run_record(out, {"run": str(args.run), "checkpoint_step": step, "ema": not args.raw,
+                           "sampler_steps": steps, "samples_per_set": args.n,
+                           "sets": [s.tolist() for s in sets]}, args.seed)
+    print(f"{len(sets) * args.n} samples ({config.experiment}, step {step}) -> {out}/grid.png, samples.npz")
+    return 0
+
+
+def training_objects_label(run_dir: str) -> str:
+    """``"1-3"`` etc. from the manifest of the dataset the run was trained on."""
+    from empirical.table import training_label
+    record = json.loads((Path(run_dir) / "run.json").read_text())
+    data = record.get("config", {}).get("data")
+    manifest = Path(str(data)) / "manifest.json"
+    if not data or not manifest.exists():
+        raise UserError(f"--training-objects: required, {run_dir} was not trained on a CLEVR dataset "
+                        f"directory with a manifest ({data})")
+    info = json.loads(manifest.read_text())
+    return training_label(int(info["min_objects"]), int(info["max_objects"]))
+
+
+def _kmax(args) -> int:
+    """Sample every K = 0..max_k for location sets from ``--data``, then ``empirical.kmax.evaluate_kmax``."""
+    import numpy as np
+
+    from localcomp.provenance import write_bytes_atomic, write_json_atomic, write_run_record
+    from empirical.dataset import ClevrDataset
+    from empirical.detector import load_detector
+    from empirical.kmax import evaluate_kmax
+    from empirical.sampling import image_grid, mark_locations, sample_for_sets, to_uint8, write_png
+    from empirical.train import load_trained
+
+    if not Path(args.detector).exists():  # checked before the (long) sampling
+        raise UserError(f"--detector: {args.detector} does not exist")
+    if args.max_k < 0 or args.num_sets < 1 or args.n < 1:
+        raise UserError("--max-k must be >= 0, --num-sets and --n >= 1")
+    label = args.training_objects or training_objects_label(args.run)
+    model, config, step = load_trained(args.run)
+    sets_by_k = location_sets_by_k(ClevrDataset(args.data), range(args.max_k + 1), args.num_sets)
+    out = Path(args.out or args.run)
+    steps = args.sampler_steps or config.sampler_steps
+    samples_by_k, requested_by_k, arrays = {}, {}, {}
+    for k_objects, sets in sets_by_k.items():
+        pixels = to_uint8(sample_for_sets(model, sets, config.resolution, args.n, steps, args.seed + k_objects,
+                                          progress=True))
+        requested = np.stack([s.numpy() for s in sets for _ in range(args.n)]).reshape(
+            len(sets) * args.n, k_objects, 2)
+        samples_by_k[k_objects], requested_by_k[k_objects] = pixels, requested
+        arrays[f"images_k{k_objects}"] = pixels
+        arrays[f"locations_k{k_objects}"] = requested
+        marked = np.stack([mark_locations(p, torch_loc) for p, torch_loc in
+                           zip(pixels, [s for s in sets for _ in range(args.n)])])
+        write_png(out / f"kmax_grid_k{k_objects:02d}.png", image_grid(marked, args.n * 4),
+                  scale=max(1, 128 // config.resolution))
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    write_bytes_atomic(out / "kmax_samples.npz", buffer.getvalue())
+    result = evaluate_kmax(samples_by_k, requested_by_k, load_detector(args.detector))
+    kmax_value = result["kmax"]
+    report = {"experiment": config.experiment, "training_objects": label, "kmax": kmax_value,
+              "evaluation": result,
+              "run": str(args.run), "checkpoint_step": step, "sampler_steps": steps,
+              "num_sets": args.num_sets, "samples_per_set": args.n}
+    write_json_atomic(out / "kmax.json", report)
+    write_run_record(out, {k: v for k, v in vars(args).items() if k != "func"}, args.seed, name="kmax.run.json")
+    print(f"{config.experiment} ({label}): Kmax = {kmax_value}; {out}/kmax.json")
+    return 0
+
+
+def _table(args) -> int:
+    from localcomp.provenance import write_bytes_atomic, write_json_atomic, write_run_record
+    from empirical.table import assemble, load_entries, to_markdown
+
+    table = assemble(load_entries(args.runs))
+    out = Path(args.out)
+    write_json_atomic(out / "table1.json", table)
+    markdown = to_markdown(table)
+    write_bytes_atomic(out / "table1.md", markdown.encode())
+    write_run_record(out, {"runs": args.runs}, None)
+    print(markdown)
+    return 0

@@ -1,0 +1,79 @@
+"""Kmax: the largest object count K that a model draws correctly at the requested locations.
+
+A generated sample for K requested locations *succeeds* when the detector finds exactly K
+objects and a one-to-one (Hungarian) matching pairs every requested location with a detection
+closer than ``tolerance`` (Euclidean distance in the [-1, 1] image coordinates; the default
+0.125 is 1/16 of the image width: 2 px at 32 px, 4 px at 64 px, about a small object's
+radius in the CLEVR view).
+``kmax`` is the largest K whose success rate is >= ``threshold`` (default 0.5) with every
+smaller tested K also passing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+DEFAULT_TOLERANCE = 0.125
+DEFAULT_THRESHOLD = 0.5
+
+
+def match_locations(detected: np.ndarray, requested: np.ndarray,
+                    tolerance: float = DEFAULT_TOLERANCE) -> tuple[np.ndarray, int]:
+    """Hungarian matching of ``detected`` [n, 2] to ``requested`` [K, 2] on Euclidean
+    distance. Returns (matched bool [K]: the requested location's partner lies within
+    ``tolerance``, extra: number of detections left without a matched partner = n - matched)."""
+    from scipy.optimize import linear_sum_assignment
+
+    detected = np.asarray(detected, dtype=np.float64).reshape(-1, 2)
+    requested = np.asarray(requested, dtype=np.float64).reshape(-1, 2)
+    matched = np.zeros(len(requested), dtype=bool)
+    if len(detected) and len(requested):
+        cost = np.linalg.norm(requested[:, None, :] - detected[None, :, :], axis=-1)
+        rows, cols = linear_sum_assignment(cost)
+        matched[rows] = cost[rows, cols] <= tolerance
+    return matched, int(len(detected) - matched.sum())
+
+
+def sample_succeeds(detected: np.ndarray, requested: np.ndarray,
+                    tolerance: float = DEFAULT_TOLERANCE) -> bool:
+    """Exactly K detections and every requested location matched within tolerance."""
+    matched, extra = match_locations(detected, requested, tolerance)
+    return bool(len(np.asarray(detected).reshape(-1, 2)) == len(matched) and matched.all()
+                and extra == 0)
+
+
+def kmax(success_by_k: dict[int, float], threshold: float = DEFAULT_THRESHOLD) -> int:
+    """Largest K such that every tested K' <= K (K' >= 1) has success rate >= threshold;
+    0 if K = 1 (or the smallest tested K) already fails."""
+    best = 0
+    for k in sorted(k for k in success_by_k if k >= 1):
+        if success_by_k[k] < threshold:
+            break
+        best = k
+    return best
+
+
+def evaluate_kmax(samples_by_k: dict[int, np.ndarray], requested_by_k: dict[int, np.ndarray],
+                  detector, tolerance: float = DEFAULT_TOLERANCE,
+                  threshold: float = DEFAULT_THRESHOLD) -> dict:
+    """Per-K success rates and Kmax.
+
+    samples_by_k[K]: uint8 images [S, H, W, 3] generated for K requested locations;
+    requested_by_k[K]: float [S, K, 2] those locations. ``detector`` is passed to
+    :func:`empirical.detector.detect_objects`. Returns {"per_k": {K: rate}, "kmax": int,
+    "counts": {K: {"n": S, "exact_count": rate}}, "tolerance", "threshold"}.
+    """
+    from empirical.detector import detect_objects
+
+    per_k, counts = {}, {}
+    for k in sorted(samples_by_k):
+        images = np.asarray(samples_by_k[k])
+        requested = np.asarray(requested_by_k[k], dtype=np.float64).reshape(len(images), k, 2)
+        detections = detect_objects(detector, images)
+        ok = [sample_succeeds(d, r, tolerance) for d, r in zip(detections, requested)]
+        per_k[int(k)] = float(np.mean(ok)) if ok else 0.0
+        counts[int(k)] = {"n": len(images),
+                          "exact_count": float(np.mean([len(d) == k for d in detections]))
+                          if len(detections) else 0.0}
+    return {"per_k": per_k, "kmax": kmax(per_k, threshold), "counts": counts,
+            "tolerance": tolerance, "threshold": threshold}

@@ -1,0 +1,87 @@
+"""Table 1 of arXiv 2509.16447 (v3): Kmax per training set and experiment, ours next to the paper's.
+
+Input: ``kmax.json`` files written by ``localcomp clevr kmax`` (fields ``experiment``,
+``training_objects`` such as ``"1-3"``, ``kmax``). Output: a JSON table and a Markdown rendering
+where each cell reads ``ours (paper)``; ``–`` where the paper reports nothing, ``·`` where we have no run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from localcomp.errors import UserError
+
+COLUMNS = ("exp1", "exp2", "exp2l", "exp3", "exp3l", "exp2l-k8")
+ROWS = ("1", "1-3", "1-5")
+COLUMN_TITLES = {"exp1": "Exp.1", "exp2": "Exp.2", "exp2l": "Exp.2L", "exp3": "Exp.3", "exp3l": "Exp.3L",
+                 "exp2l-k8": "k = 8"}
+
+# SCIENCE.md §6 (paper v3, Table 1); Exp.1 and the k = 8 control are discussed but not tabulated.
+PAPER_KMAX: dict[str, dict[str, int]] = {
+    "1": {"exp2": 1, "exp2l": 5},
+    "1-3": {"exp2": 2, "exp2l": 9, "exp3": 3, "exp3l": 9},
+    "1-5": {"exp2": 3, "exp2l": 10},
+}
+
+
+def training_label(min_objects: int, max_objects: int) -> str:
+    """``(1, 1) -> "1"``, ``(1, 3) -> "1-3"``."""
+    return str(min_objects) if min_objects == max_objects else f"{min_objects}-{max_objects}"
+
+
+def assemble(entries: list[dict]) -> dict:
+    """``entries``: dicts with ``experiment``, ``training_objects``, ``kmax`` (and optional ``source``).
+
+    Returns ``{"columns", "rows": {label: {experiment: {"ours", "paper", "source"}}}}``; a duplicate
+    (training set, experiment) pair is an error.
+    """
+    rows: dict[str, dict[str, dict]] = {label: {} for label in ROWS}
+    for entry in entries:
+        label, exp = str(entry["training_objects"]), entry["experiment"]
+        if exp not in COLUMNS:
+            raise UserError(f"{entry.get('source', 'entry')}: experiment {exp!r} is not a Table 1 column")
+        row = rows.setdefault(label, {})
+        if exp in row:
+            raise UserError(f"{entry.get('source', 'entry')}: second result for ({label}, {exp}), "
+                            f"first from {row[exp]['source']}")
+        row[exp] = {"ours": entry["kmax"], "paper": PAPER_KMAX.get(label, {}).get(exp),
+                    "source": entry.get("source")}
+    for label, paper in PAPER_KMAX.items():
+        for exp, value in paper.items():
+            rows[label].setdefault(exp, {"ours": None, "paper": value, "source": None})
+    return {"columns": list(COLUMNS), "rows": rows}
+
+
+def to_markdown(table: dict) -> str:
+    """Markdown table: rows = training objects, cells = ``ours (paper)``."""
+    head = "| training objects | " + " | ".join(COLUMN_TITLES[c] for c in table["columns"]) + " |"
+    lines = [head, "|---" * (len(table["columns"]) + 1) + "|"]
+    for label, row in table["rows"].items():
+        cells = []
+        for col in table["columns"]:
+            cell = row.get(col, {"ours": None, "paper": None})
+            ours = "·" if cell["ours"] is None else str(cell["ours"])
+            paper = "–" if cell["paper"] is None else str(cell["paper"])
+            cells.append(f"{ours} ({paper})")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("Cells: our Kmax (paper's value, arXiv 2509.16447 v3 Table 1); · = not run, – = not in the paper.")
+    return "\n".join(lines) + "\n"
+
+
+def load_entries(paths: list[str]) -> list[dict]:
+    """Read ``kmax.json`` files (or run directories holding one)."""
+    entries = []
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            path = path / "kmax.json"
+        if not path.exists():
+            raise UserError(f"--runs: {path} does not exist (run `localcomp clevr kmax` first)")
+        data = json.loads(path.read_text())
+        missing = [k for k in ("experiment", "training_objects", "kmax") if k not in data]
+        if missing:
+            raise UserError(f"--runs: {path} lacks {', '.join(missing)}")
+        entries.append({**data, "source": str(path)})
+    return entries

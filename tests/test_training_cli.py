@@ -1,0 +1,129 @@
+"""`clevr train` / `clevr sample` handlers end to end on the tiny preset, and sampling helpers."""
+
+import argparse
+
+import numpy as np
+import pytest
+import torch
+
+from localcomp.errors import UserError
+from empirical.model_cli import add_model_commands
+from empirical.sampling import image_grid, parse_locations, sample_for_sets
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models on 2 shared cores: one intra-op thread is ~5x faster than oversubscribing."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _run(argv):
+    parser = argparse.ArgumentParser()
+    add_model_commands(parser.add_subparsers(dest="job", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def test_train_then_sample_writes_run_files(tmp_path):
+    run = tmp_path / "run"
+    assert _run(["train", "--experiment", "exp3l", "--preset", "tiny", "--data", "synthetic:0-2",
+                 "--out", str(run), "--steps", "3", "--checkpoint-every", "3"]) == 0
+    assert {"run.json", "checkpoint.pt", "train.json"} <= {p.name for p in run.iterdir()}
+    assert _run(["sample", "--run", str(run), "--locations=-0.5,0.5;0.2,0.1", "--n", "2",
+                 "--sampler-steps", "2", "--out", str(tmp_path / "s")]) == 0
+    data = np.load(tmp_path / "s" / "samples.npz")
+    assert data["images"].shape == (1, 2, 16, 16, 3) and data["images"].dtype == np.uint8
+    assert data["locations"].shape == (1, 2, 2) and data["mask"].all()
+    assert (tmp_path / "s" / "grid.png").stat().st_size > 0
+
+
+def test_bad_cli_inputs(tmp_path):
+    with pytest.raises(UserError, match="--data"):
+        _run(["train", "--experiment", "exp1", "--preset", "tiny", "--data", str(tmp_path / "nope"),
+              "--out", str(tmp_path / "r")])
+    with pytest.raises(UserError, match="--run"):
+        _run(["sample", "--run", str(tmp_path), "--locations", "0,0"])
+    with pytest.raises(UserError, match="item 2"):
+        parse_locations("0,0;0.5")
+    with pytest.raises(UserError, match="outside"):
+        parse_locations("0,1.5")
+    assert parse_locations("").shape == (0, 2)
+    with pytest.raises(UserError, match="--detector"):
+        _run(["kmax", "--run", str(tmp_path), "--data", "D", "--detector", str(tmp_path / "none.pt")])
+
+
+def test_samples_do_not_depend_on_batching():
+    torch.manual_seed(0)
+
+    def model(x, sigma, cond, mask):  # a stand-in denoiser that uses the conditioners
+        shift = (cond * mask[..., None]).sum(dim=(1, 2))[:, None, None, None]
+        return 0.5 * x / (1 + sigma[:, None, None, None]) + 0.1 * shift
+
+    sets = [torch.zeros(0, 2), torch.tensor([[0.5, -0.5]]), torch.tensor([[0.1, 0.2], [0.3, 0.4]])]
+    a = sample_for_sets(model, sets, 8, samples_per_set=2, num_steps=3, seed=1, batch_size=6)
+    b = sample_for_sets(model, sets, 8, samples_per_set=2, num_steps=3, seed=1, batch_size=1)
+    assert a.shape == (6, 3, 8, 8) and torch.allclose(a, b, atol=1e-6)
+
+
+def test_image_grid_layout():
+    images = np.zeros((5, 4, 4, 3), np.uint8)
+    grid = image_grid(images, ncols=3, pad=1)
+    assert grid.shape == (2 * 5 + 1, 3 * 5 + 1, 3)
+    assert grid[0, 0, 0] == 255 and grid[1, 1, 0] == 0
+
+
+def test_table_puts_our_kmax_next_to_the_papers(tmp_path):
+    import json
+    for exp, kmax in (("exp2", 2), ("exp2l", 7), ("exp2l-k8", 3)):
+        (tmp_path / exp).mkdir()
+        (tmp_path / exp / "kmax.json").write_text(json.dumps(
+            {"experiment": exp, "training_objects": "1-3", "kmax": kmax}))
+    assert _run(["table", "--runs", *(str(tmp_path / e) for e in ("exp2", "exp2l", "exp2l-k8")),
+                 "--out", str(tmp_path / "t")]) == 0
+    table = json.loads((tmp_path / "t" / "table1.json").read_text())
+    assert table["rows"]["1-3"]["exp2l"] == {"ours": 7, "paper": 9, "source": str(tmp_path / "exp2l" / "kmax.json")}
+    assert table["rows"]["1"]["exp2"]["ours"] is None and table["rows"]["1"]["exp2"]["paper"] == 1
+    md = (tmp_path / "t" / "table1.md").read_text()
+    assert "| 1-3 | · (–) | 2 (2) | 7 (9) | · (3) | · (9) | 3 (–) |" in md
+    with pytest.raises(UserError, match="second result"):
+        _run(["table", "--runs", str(tmp_path / "exp2"), str(tmp_path / "exp2"), "--out", str(tmp_path / "u")])
+
+
+def test_kmax_samples_every_k_and_records_the_evaluation(tmp_path, monkeypatch):
+    """The kmax job end to end with a stand-in dataset (blobs, 0-2 objects) and an untrained detector."""
+    import json
+
+    import empirical.dataset
+    import empirical.kmax
+    from empirical.detector import build_network
+    from empirical.synthetic import BlobDataset
+
+    calls = {}
+    real_evaluate = empirical.kmax.evaluate_kmax
+
+    def evaluate_kmax(samples_by_k, requested_by_k, detector):
+        calls.update(ks=sorted(samples_by_k), shapes={k: v.shape for k, v in samples_by_k.items()},
+                     requested=requested_by_k)
+        return real_evaluate(samples_by_k, requested_by_k, detector)
+
+    monkeypatch.setattr(empirical.kmax, "evaluate_kmax", evaluate_kmax)
+    torch.save({"width": 4, "state_dict": build_network(4).state_dict()}, tmp_path / "det.pt")  # untrained
+    monkeypatch.setattr(empirical.dataset, "ClevrDataset",
+                        lambda path: BlobDataset(size=40, resolution=16, min_objects=0, max_objects=2))
+    run = tmp_path / "run"
+    _run(["train", "--experiment", "exp2", "--preset", "tiny", "--data", "synthetic", "--out", str(run),
+          "--steps", "2", "--checkpoint-every", "2"])
+    assert _run(["kmax", "--run", str(run), "--data", "D", "--detector", str(tmp_path / "det.pt"), "--max-k", "2",
+                 "--num-sets", "2", "--n", "1", "--sampler-steps", "2", "--training-objects", "1-3"]) == 0
+    assert calls["ks"] == [0, 1, 2] and calls["shapes"][2] == (2, 16, 16, 3)
+    assert calls["requested"][2].shape == (2, 2, 2) and calls["requested"][0].shape == (2, 0, 2)
+    report = json.loads((run / "kmax.json").read_text())
+    assert report["kmax"] == report["evaluation"]["kmax"] and set(report["evaluation"]["per_k"]) == {"0", "1", "2"}
+    assert report["experiment"] == "exp2" and report["training_objects"] == "1-3"
+    assert (run / "kmax_grid_k02.png").exists() and (run / "kmax_samples.npz").exists()
+    assert _run(["sample", "--run", str(run), "--from-dataset", "D", "--k", "2", "--num-sets", "2", "--n", "1",
+                 "--sampler-steps", "2", "--out", str(tmp_path / "s")]) == 0
+    assert np.load(tmp_path / "s" / "samples.npz")["locations"].shape == (2, 2, 2)
