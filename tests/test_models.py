@@ -9,13 +9,8 @@ from empirical.patch_local import PatchConfig, PatchLocalDenoiser, location_cell
 from empirical.unet import EDMDenoiser, UNetConfig
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models on 2 shared cores: one intra-op thread is ~5x faster than oversubscribing."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+# one torch thread: the `torch_one_thread` fixture in conftest.py
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 RES = 16
 TINY_NET = UNetConfig(img_resolution=RES, channels=16, channel_mult=(1, 2), num_blocks=1,

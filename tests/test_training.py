@@ -13,13 +13,8 @@ from empirical.train import (NonFiniteLossError, batch_indices, load_checkpoint,
                              train)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models on 2 shared cores: one intra-op thread is ~5x faster than oversubscribing."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+# one torch thread: the `torch_one_thread` fixture in conftest.py
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -11,13 +11,8 @@ from empirical.model_cli import add_model_commands
 from empirical.sampling import image_grid, parse_locations, sample_for_sets
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models on 2 shared cores: one intra-op thread is ~5x faster than oversubscribing."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+# one torch thread: the `torch_one_thread` fixture in conftest.py
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _run(argv):
