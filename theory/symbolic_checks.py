@@ -29,31 +29,37 @@ def _n(partition) -> int:
     return sum(len(b) for b in partition)
 
 
+def _every_case(cases, evaluate) -> tuple[bool, str]:
+    """Apply ``evaluate(case) -> (summary line, problems)`` to each case; fail at the first case
+    with problems, reporting the summaries so far and those problems."""
+    lines = []
+    for case in cases:
+        line, problems = evaluate(case)
+        lines.append(line)
+        if problems:
+            return False, "\n".join(lines + [str(p) for p in problems])
+    return True, "\n".join(lines)
+
+
 # ---------------------------------------------------------------- T1 CPC => LCS
 @SYMBOLIC_CHECKS.register("T1", "block-product log-densities with generic factors have no "
                                 "cross-block mixed partials")
 def t1_cross_block_mixed_partials_vanish():
-    lines = []
-    for blocks in PARTITIONS:
+    def evaluate(blocks):
         x = coordinate_symbols(_n(blocks))
         bad = cross_block_mixed_partials(block_product_log_density(x, blocks), x, blocks)
-        lines.append(f"partition {blocks}: {len(bad)} nonzero cross-block partials")
-        if bad:
-            return False, "\n".join(lines + [str(bad)])
-    return True, "\n".join(lines)
+        return f"partition {blocks}: {len(bad)} nonzero cross-block partials", bad
+    return _every_case(PARTITIONS, evaluate)
 
 
 @SYMBOLIC_CHECKS.register("T1", "a CPC family is LCS: block-diagonal score Jacobian, object scores "
                                 "equal the singleton's, background scores free of conditioners")
 def t1_cpc_family_is_lcs():
     family = cpc_family(MASKS)
-    lines = []
-    for J in CONDITIONING_SETS:
+    def evaluate(J):
         problems = lcs_violations(family, J)
-        lines.append(f"c_J={J}, blocks {MASKS.partition(J)}: {len(problems)} LCS violations")
-        if problems:
-            return False, "\n".join(lines + problems)
-    return True, "\n".join(lines)
+        return f"c_J={J}, blocks {MASKS.partition(J)}: {len(problems)} LCS violations", problems
+    return _every_case(CONDITIONING_SETS, evaluate)
 
 
 # ---------------------------------------------------------------- T2 LCS => CPC
@@ -237,28 +243,22 @@ def t3_noised_product_stays_local():
                                 "for admissible sets of every size")
 def t4_score_identity():
     family = cpc_family(MASKS)
-    lines = []
-    for J in ((),) + tuple((J[0],) for J in CONDITIONING_SETS) + CONDITIONING_SETS:
+    def evaluate(J):
         bad = score_identity_residual(family, J)
-        lines.append(f"|J|={len(J)} c_J={J}: {len(bad)} nonzero residual entries")
-        if bad:
-            return False, "\n".join(lines + [str(bad)])
-    return True, "\n".join(lines)
+        return f"|J|={len(J)} c_J={J}: {len(bad)} nonzero residual entries", bad
+    return _every_case(((),) + tuple((J[0],) for J in CONDITIONING_SETS) + CONDITIONING_SETS, evaluate)
 
 
 # ---------------------------------------------------------------- T5 factorized composition
 @SYMBOLIC_CHECKS.register("T5", "factorized conditionals: C[p_b; p_1..p_k] = p_b(x_Mb) Π p_i(x_Mi) "
                                 "with no leftover constant (Z = 1), generic factors")
 def t5_factorized_composition_is_product():
-    lines = []
-    for blocks in PARTITIONS:
+    def evaluate(blocks):
         x = coordinate_symbols(_n(blocks))
         log_pb, log_ps = factorized_conditionals(x, blocks)
         r = factorized_composition_residual(compose_log, log_pb, log_ps, x, blocks)
-        lines.append(f"blocks (M_b, M_1..) = {blocks}: residual -> {r}")
-        if r != 0:
-            return False, "\n".join(lines)
-    return True, "\n".join(lines)
+        return f"blocks (M_b, M_1..) = {blocks}: residual -> {r}", [] if r == 0 else [r]
+    return _every_case(PARTITIONS, evaluate)
 
 
 def gaussian_factorized_conditionals(x, s2=sp.Rational(1, 4)):
