@@ -82,7 +82,7 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     preset = PRESETS[args.preset]
-    batch_size = args.batch_size or preset.batch_size
+    batch_size = args.batch_size or preset.schedule.batch_size
     data = BlobDataset(size=batch_size, resolution=preset.resolution, min_objects=1, max_objects=3)
     batch = collate_sets([data[i] for i in range(batch_size)])
     results = {}

@@ -19,8 +19,8 @@ encoder, which mixes all conditioners into one global signal seen by every pixel
 the data and the global encoder but applies it inside the patch-local denoiser, where the "global"
 vector only sums the conditioners inside the patch: the intervention restores conditional locality.
 
-A *preset* fixes sizes: ``tiny`` (16 px, tests and smoke runs, seconds), ``mini`` (32 px, sized for
-about an hour per model on a 2-core CPU) and ``paper`` (64 px, for a GPU).
+A *preset* fixes sizes: ``tiny`` (16 px, tests and smoke runs, seconds), ``mini`` (32 px, sized so
+the six models of one row train in a session on a 2-core CPU) and ``paper`` (64 px, for a GPU).
 """
 
 from __future__ import annotations
@@ -56,11 +56,8 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
 
 
 @dataclass(frozen=True)
-class Preset:
-    name: str
-    resolution: int
-    unet: UNetConfig            # image UNet (Exp.1/2/3); cond_mode set by the experiment
-    patch_net: UNetConfig       # network inside the patch model; resolution set from the patch
+class TrainingSchedule:
+    """How a model is trained and sampled, shared by a :class:`Preset` and a :class:`TrainConfig`."""
     batch_size: int
     steps: int
     lr: float
@@ -72,25 +69,37 @@ class Preset:
     sampler_steps: int
 
 
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    resolution: int
+    unet: UNetConfig            # image UNet (Exp.1/2/3); cond_mode set by the experiment
+    patch_net: UNetConfig       # network inside the patch model; resolution set from the patch
+    schedule: TrainingSchedule
+
+
 PRESETS: dict[str, Preset] = {p.name: p for p in [
     Preset("tiny", 16,
            UNetConfig(img_resolution=16, channels=16, channel_mult=(1, 2), num_blocks=1,
                       attn_resolutions=(8,), head_channels=16),
            UNetConfig(img_resolution=8, channels=16, channel_mult=(1, 2), num_blocks=1, head_channels=16),
-           batch_size=8, steps=20, lr=2e-3, warmup_steps=5, ema_halflife_images=100, ema_rampup=0.05,
-           sigma=SigmaDistribution(), checkpoint_every=10, sampler_steps=8),
+           TrainingSchedule(batch_size=8, steps=20, lr=2e-3, warmup_steps=5, ema_halflife_images=100,
+                            ema_rampup=0.05, sigma=SigmaDistribution(), checkpoint_every=10, sampler_steps=8)),
     Preset("mini", 32,
            UNetConfig(img_resolution=32, channels=32, channel_mult=(1, 2, 2), num_blocks=1,
                       attn_resolutions=(16, 8), head_channels=32),
            UNetConfig(img_resolution=16, channels=32, channel_mult=(1, 2), num_blocks=1, head_channels=32),
-           batch_size=32, steps=6000, lr=1e-3, warmup_steps=200, ema_halflife_images=20_000,
-           ema_rampup=0.05, sigma=SigmaDistribution(), checkpoint_every=250, sampler_steps=18),
+           # 1500 steps: ~20 min per UNet on one core here (0.73 s/step, results/bench); sized so the
+           # whole 1-3 row trains in one 3-hour session on 2 shared cores (docs/clevr-experiments.md)
+           TrainingSchedule(batch_size=32, steps=1500, lr=1e-3, warmup_steps=200, ema_halflife_images=20_000,
+                            ema_rampup=0.05, sigma=SigmaDistribution(), checkpoint_every=100, sampler_steps=18)),
     Preset("paper", 64,
            UNetConfig(img_resolution=64, channels=64, channel_mult=(1, 2, 2, 2), num_blocks=2,
                       attn_resolutions=(16, 8), head_channels=64),
            UNetConfig(img_resolution=32, channels=64, channel_mult=(1, 2, 2), num_blocks=2, head_channels=64),
-           batch_size=128, steps=100_000, lr=2e-4, warmup_steps=1000, ema_halflife_images=500_000,
-           ema_rampup=0.05, sigma=SigmaDistribution(), checkpoint_every=2000, sampler_steps=32),
+           TrainingSchedule(batch_size=128, steps=100_000, lr=2e-4, warmup_steps=1000,
+                            ema_halflife_images=500_000, ema_rampup=0.05, sigma=SigmaDistribution(),
+                            checkpoint_every=2000, sampler_steps=32)),
 ]}
 
 
@@ -104,15 +113,7 @@ class TrainConfig:
     model_type: str
     unet: UNetConfig | None
     patch: PatchConfig | None
-    batch_size: int
-    steps: int
-    lr: float
-    warmup_steps: int
-    ema_halflife_images: float
-    ema_rampup: float | None
-    sigma: SigmaDistribution
-    checkpoint_every: int
-    sampler_steps: int
+    schedule: TrainingSchedule
 
     @property
     def resolution(self) -> int:
@@ -143,13 +144,11 @@ def make_train_config(experiment: str, preset: str = "mini", seed: int = 0, step
     else:
         patch = PatchConfig(img_resolution=pre.resolution, k=exp.k,
                             net=replace(pre.patch_net, cond_mode=exp.cond_mode))
-    return TrainConfig(
-        experiment=experiment, preset=preset, seed=seed, conditioning=exp.conditioning,
-        model_type=exp.model_type, unet=unet, patch=patch,
-        batch_size=batch_size or pre.batch_size, steps=steps or pre.steps, lr=lr or pre.lr,
-        warmup_steps=pre.warmup_steps, ema_halflife_images=pre.ema_halflife_images,
-        ema_rampup=pre.ema_rampup, sigma=pre.sigma,
-        checkpoint_every=checkpoint_every or pre.checkpoint_every, sampler_steps=pre.sampler_steps)
+    schedule = replace(pre.schedule, batch_size=batch_size or pre.schedule.batch_size,
+                       steps=steps or pre.schedule.steps, lr=lr or pre.schedule.lr,
+                       checkpoint_every=checkpoint_every or pre.schedule.checkpoint_every)
+    return TrainConfig(experiment=experiment, preset=preset, seed=seed, conditioning=exp.conditioning,
+                       model_type=exp.model_type, unet=unet, patch=patch, schedule=schedule)
 
 
 def build_model(config: TrainConfig):
@@ -157,5 +156,5 @@ def build_model(config: TrainConfig):
     from empirical.patch_local import PatchLocalDenoiser
     from empirical.unet import EDMDenoiser
     if config.model_type == "unet":
-        return EDMDenoiser(config.unet, config.sigma.sigma_data)
-    return PatchLocalDenoiser(config.patch, config.sigma.sigma_data)
+        return EDMDenoiser(config.unet, config.schedule.sigma.sigma_data)
+    return PatchLocalDenoiser(config.patch, config.schedule.sigma.sigma_data)

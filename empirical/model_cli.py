@@ -61,6 +61,9 @@ def add_model_commands(clevr_subparsers) -> None:
                    help="row label such as 1-3 (default: from the run's dataset manifest)")
     k.add_argument("--seed", type=int, default=0)
     k.add_argument("--out", default=None, help="output directory (default: RUN_DIR)")
+    k.add_argument("--reuse-samples", action="store_true",
+                   help="re-detect the samples in OUT/kmax_samples.npz (same checkpoint step, sets and "
+                        "samples per set) instead of sampling again, e.g. with a newer detector")
     k.set_defaults(func=_kmax)
 
     tb = clevr_subparsers.add_parser("table", help="Table 1 (Markdown + JSON) from kmax.json files")
@@ -138,7 +141,7 @@ def _sample(args) -> int:
     else:
         sets = [parse_locations(args.locations)]
     model, config, step = load_trained(args.run, use_ema=not args.raw)
-    steps = args.sampler_steps or config.sampler_steps
+    steps = args.sampler_steps or config.schedule.sampler_steps
     out = Path(args.out or Path(args.run) / "samples")
     images = sample_for_sets(model, sets, config.resolution, args.n, steps, args.seed, progress=True)
     pixels = to_uint8(images)
@@ -172,6 +175,31 @@ def training_objects_label(run_dir: str) -> str:
     return training_label(int(info["min_objects"]), int(info["max_objects"]))
 
 
+def load_kmax_samples(path: Path, step: int, sets_by_k: dict, n: int) -> tuple[dict, dict]:
+    """``(samples_by_k, requested_by_k)`` from a ``kmax_samples.npz`` written by ``clevr kmax``;
+    a UserError when it is missing or was made from another checkpoint or other location sets."""
+    import numpy as np
+
+    if not path.exists():
+        raise UserError(f"--reuse-samples: {path} does not exist; run kmax without it first")
+    with np.load(path) as saved:
+        saved_step = int(saved["checkpoint_step"]) if "checkpoint_step" in saved else None
+        if saved_step != step:
+            raise UserError(f"--reuse-samples: {path} holds samples of checkpoint step {saved_step}, "
+                            f"the run is at step {step}")
+        samples_by_k, requested_by_k = {}, {}
+        for k_objects, sets in sets_by_k.items():
+            expected = np.stack([s.numpy() for s in sets for _ in range(n)]).reshape(
+                len(sets) * n, k_objects, 2) if sets else None
+            key = f"locations_k{k_objects}"
+            if key not in saved or saved[key].shape != expected.shape or not np.allclose(saved[key], expected):
+                raise UserError(f"--reuse-samples: {path} was sampled for other location sets at "
+                                f"K = {k_objects} (check --data, --num-sets, --n, --max-k)")
+            samples_by_k[k_objects] = saved[f"images_k{k_objects}"]
+            requested_by_k[k_objects] = saved[key]
+    return samples_by_k, requested_by_k
+
+
 def _kmax(args) -> int:
     """Sample every K = 0..max_k for location sets from ``--data``, then ``empirical.kmax.evaluate_kmax``."""
     import numpy as np
@@ -191,29 +219,35 @@ def _kmax(args) -> int:
     model, config, step = load_trained(args.run)
     sets_by_k = location_sets_by_k(ClevrDataset(args.data), range(args.max_k + 1), args.num_sets)
     out = Path(args.out or args.run)
-    steps = args.sampler_steps or config.sampler_steps
-    samples_by_k, requested_by_k, arrays = {}, {}, {}
-    for k_objects, sets in sets_by_k.items():
-        pixels = to_uint8(sample_for_sets(model, sets, config.resolution, args.n, steps, args.seed + k_objects,
-                                          progress=True))
-        requested = np.stack([s.numpy() for s in sets for _ in range(args.n)]).reshape(
-            len(sets) * args.n, k_objects, 2)
-        samples_by_k[k_objects], requested_by_k[k_objects] = pixels, requested
-        arrays[f"images_k{k_objects}"] = pixels
-        arrays[f"locations_k{k_objects}"] = requested
-        marked = np.stack([mark_locations(p, torch_loc) for p, torch_loc in
-                           zip(pixels, [s for s in sets for _ in range(args.n)])])
-        write_png(out / f"kmax_grid_k{k_objects:02d}.png", image_grid(marked, args.n * 4),
-                  scale=max(1, 128 // config.resolution))
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
-    write_bytes_atomic(out / "kmax_samples.npz", buffer.getvalue())
+    steps = args.sampler_steps or config.schedule.sampler_steps
+    samples_path = out / "kmax_samples.npz"
+    if args.reuse_samples:
+        samples_by_k, requested_by_k = load_kmax_samples(samples_path, step, sets_by_k, args.n)
+    else:
+        samples_by_k, requested_by_k = {}, {}
+        arrays = {"checkpoint_step": np.array(step)}
+        for k_objects, sets in sets_by_k.items():
+            pixels = to_uint8(sample_for_sets(model, sets, config.resolution, args.n, steps,
+                                              args.seed + k_objects, progress=True))
+            requested = np.stack([s.numpy() for s in sets for _ in range(args.n)]).reshape(
+                len(sets) * args.n, k_objects, 2)
+            samples_by_k[k_objects], requested_by_k[k_objects] = pixels, requested
+            arrays[f"images_k{k_objects}"] = pixels
+            arrays[f"locations_k{k_objects}"] = requested
+            marked = np.stack([mark_locations(p, torch_loc) for p, torch_loc in
+                               zip(pixels, [s for s in sets for _ in range(args.n)])])
+            write_png(out / f"kmax_grid_k{k_objects:02d}.png", image_grid(marked, args.n * 4),
+                      scale=max(1, 128 // config.resolution))
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **arrays)
+        write_bytes_atomic(samples_path, buffer.getvalue())
     result = evaluate_kmax(samples_by_k, requested_by_k, load_detector(args.detector))
     kmax_value = result["kmax"]
     report = {"experiment": config.experiment, "training_objects": label, "kmax": kmax_value,
               "evaluation": result,
               "run": str(args.run), "checkpoint_step": step, "sampler_steps": steps,
-              "num_sets": args.num_sets, "samples_per_set": args.n}
+              "num_sets": args.num_sets, "samples_per_set": args.n, "detector": str(args.detector),
+              "reused_samples": bool(args.reuse_samples)}
     write_json_atomic(out / "kmax.json", report)
     write_run_record(out, {k: v for k, v in vars(args).items() if k != "func"}, args.seed, name="kmax.run.json")
     print(f"{config.experiment} ({label}): Kmax = {kmax_value}; {out}/kmax.json")

@@ -154,10 +154,10 @@ def _restore_rng(states: dict) -> None:
 
 def validate(config: TrainConfig, dataset, world: int = 1) -> None:
     """Raise :class:`UserError` for a config/dataset that cannot train (before writing anything)."""
-    if config.batch_size % world:
-        raise UserError(f"--batch-size: {config.batch_size} is not divisible by the {world} processes")
-    if len(dataset) < config.batch_size:
-        raise UserError(f"--data: {len(dataset)} images, fewer than one batch ({config.batch_size})")
+    if config.schedule.batch_size % world:
+        raise UserError(f"--batch-size: {config.schedule.batch_size} is not divisible by the {world} processes")
+    if len(dataset) < config.schedule.batch_size:
+        raise UserError(f"--data: {len(dataset)} images, fewer than one batch ({config.schedule.batch_size})")
     image, _ = dataset[0]
     if tuple(image.shape[-2:]) != (config.resolution, config.resolution):
         raise UserError(f"--data: images are {tuple(image.shape[-2:])}, preset {config.preset!r} "
@@ -183,12 +183,13 @@ def train(config: TrainConfig, dataset, out_dir, progress: bool = True, stop_aft
     device = training_device()
     model = build_model(config).to(device)
     ema = copy.deepcopy(model).requires_grad_(False)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.99), eps=1e-8)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.schedule.lr, betas=(0.9, 0.99), eps=1e-8)
     step, epoch, cursor, history = 0, 0, 0, []
     last_saved = "none"
     if ckpt_path.exists():
         state = load_checkpoint(ckpt_path)
-        if replace(state["config"], steps=config.steps) != config:
+        saved = state["config"]
+        if replace(saved, schedule=replace(saved.schedule, steps=config.schedule.steps)) != config:
             raise UserError(f"--out: {ckpt_path} was written with a different config; "
                             f"use a new --out or the same experiment/preset/seed/batch size")
         model.load_state_dict(state["model"])
@@ -206,9 +207,9 @@ def train(config: TrainConfig, dataset, out_dir, progress: bool = True, stop_aft
     if world > 1:
         objective = torch.nn.parallel.DistributedDataParallel(
             objective, device_ids=[device.index] if device.type == "cuda" else None)
-    local_batch = config.batch_size // world
-    end = config.steps if stop_after is None else min(config.steps, stop_after)
-    bar = tqdm(total=config.steps, initial=step, disable=not progress or rank != 0,
+    local_batch = config.schedule.batch_size // world
+    end = config.schedule.steps if stop_after is None else min(config.schedule.steps, stop_after)
+    bar = tqdm(total=config.schedule.steps, initial=step, disable=not progress or rank != 0,
                desc=f"train {config.experiment}", unit="step")
     interval_losses = []
     model.train()
@@ -216,11 +217,11 @@ def train(config: TrainConfig, dataset, out_dir, progress: bool = True, stop_aft
         seed = step_seed(config.seed, step, rank)
         torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(seed)
-        indices, epoch, cursor = batch_indices(len(dataset), config.batch_size, config.seed, epoch, cursor)
+        indices, epoch, cursor = batch_indices(len(dataset), config.schedule.batch_size, config.seed, epoch, cursor)
         local = indices[rank * local_batch:(rank + 1) * local_batch]
         images, cond, mask = (t.to(device) for t in collate_sets([dataset[i] for i in local]))
         cond, mask = select_conditioners(cond, mask, config.conditioning, generator)
-        loss = objective(images, cond, mask, generator, config.sigma)
+        loss = objective(images, cond, mask, generator, config.schedule.sigma)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf"))
@@ -234,17 +235,17 @@ def train(config: TrainConfig, dataset, out_dir, progress: bool = True, stop_aft
                 f"non-finite training {what} ({check.tolist()}) at step {step + 1} of "
                 f"{config.experiment}; parameters were not updated. Last checkpoint: {last_saved}. "
                 f"Lower the learning rate or check the data for NaN/inf values.")
-        lr = config.lr * min(1.0, (step + 1) / max(config.warmup_steps, 1))
+        lr = config.schedule.lr * min(1.0, (step + 1) / max(config.schedule.warmup_steps, 1))
         for group in optimizer.param_groups:
             group["lr"] = lr
         optimizer.step()
         step += 1
-        decay = edm.ema_decay(step, config.batch_size, config.ema_halflife_images, config.ema_rampup)
+        decay = edm.ema_decay(step, config.schedule.batch_size, config.schedule.ema_halflife_images, config.schedule.ema_rampup)
         edm.ema_update(ema.parameters(), model.parameters(), decay)
         interval_losses.append(float(check[0]))
         bar.update(1)
         bar.set_postfix(loss=f"{interval_losses[-1]:.4f}")
-        if step % config.checkpoint_every == 0 or step == config.steps:
+        if step % config.schedule.checkpoint_every == 0 or step == config.schedule.steps:
             history.append({"step": step, "mean_loss": float(np.mean(interval_losses))})
             interval_losses = []
             if rank == 0:
@@ -257,7 +258,7 @@ def train(config: TrainConfig, dataset, out_dir, progress: bool = True, stop_aft
                 torch.distributed.barrier()
     bar.close()
     summary = {"experiment": config.experiment, "preset": config.preset, "step": step,
-               "steps": config.steps, "finished": step >= config.steps, "history": history,
+               "steps": config.schedule.steps, "finished": step >= config.schedule.steps, "history": history,
                "parameters": sum(p.numel() for p in model.parameters()), "world_size": world,
                "rank": rank}
     if rank == 0:

@@ -122,3 +122,23 @@ def test_kmax_samples_every_k_and_records_the_evaluation(tmp_path, monkeypatch):
     assert _run(["sample", "--run", str(run), "--from-dataset", "D", "--k", "2", "--num-sets", "2", "--n", "1",
                  "--sampler-steps", "2", "--out", str(tmp_path / "s")]) == 0
     assert np.load(tmp_path / "s" / "samples.npz")["locations"].shape == (2, 2, 2)
+
+
+def test_kmax_samples_are_reused_only_for_the_same_step_and_sets(tmp_path):
+    from empirical.model_cli import load_kmax_samples
+
+    sets_by_k = {0: [torch.zeros(0, 2)], 2: [torch.tensor([[0.1, 0.2], [-0.3, 0.4]])]}
+    images = {k: np.full((2, 8, 8, 3), k, np.uint8) for k in sets_by_k}
+    path = tmp_path / "kmax_samples.npz"
+    np.savez(path, checkpoint_step=np.array(7),
+             images_k0=images[0], locations_k0=np.zeros((2, 0, 2), np.float32),
+             images_k2=images[2], locations_k2=np.repeat(sets_by_k[2][0].numpy()[None], 2, axis=0))
+    samples, requested = load_kmax_samples(path, 7, sets_by_k, n=2)
+    assert (samples[2] == 2).all() and requested[2].shape == (2, 2, 2)
+    with pytest.raises(UserError, match="step 7"):
+        load_kmax_samples(path, 8, sets_by_k, n=2)
+    moved = {0: sets_by_k[0], 2: [sets_by_k[2][0] + 0.1]}
+    with pytest.raises(UserError, match="K = 2"):
+        load_kmax_samples(path, 7, moved, n=2)
+    with pytest.raises(UserError, match="does not exist"):
+        load_kmax_samples(tmp_path / "none.npz", 7, sets_by_k, n=2)
