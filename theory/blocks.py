@@ -125,7 +125,7 @@ def nonzero_differences(a: Sequence[sp.Expr], b: Sequence[sp.Expr],
     return out
 
 
-def free_of(expressions: Sequence[sp.Expr], parameters: Sequence[sp.Symbol]) -> list[int]:
+def dependent_on(expressions: Sequence[sp.Expr], parameters: Sequence[sp.Symbol]) -> list[int]:
     """Indices of the expressions that depend on any of ``parameters`` (after simplification)."""
     return [i for i, e in enumerate(expressions)
             if any(sp.simplify(sp.diff(e, p)) != 0 for p in parameters)]

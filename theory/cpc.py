@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 
 import sympy as sp
 
-from theory.blocks import (MaskSystem, block_function, cross_block_mixed_partials, free_of,
+from theory.blocks import (MaskSystem, block_function, cross_block_mixed_partials, dependent_on,
                            nonzero_differences, product_marginal, score)
 
 
@@ -100,7 +100,7 @@ def lcs_violations(family: Family, J: Sequence[int]) -> list[str]:
         for i, d in nonzero_differences(s_J, family.score((j,)), family.masks.masks[j]):
             problems.append(f"s_{i}(x|c_J) − s_{i}(x|{{c_{j}}}) = {d}")
     bg = family.masks.background(J)
-    dependent = free_of([s_J[i] for i in bg], [family.params[j] for j in J])
+    dependent = dependent_on([s_J[i] for i in bg], [family.params[j] for j in J])
     problems += [f"background score s_{bg[i]} depends on a conditioner" for i in dependent]
     return problems
 
