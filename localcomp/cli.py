@@ -2,7 +2,9 @@
 
 Each layer adds its own subcommands through an ``add_parser(subparsers)`` function in its
 ``cli`` module; heavy imports (jax, torch, mitsuba) happen inside the handlers, so
-``localcomp --help`` stays fast.
+``localcomp --help`` stays fast. ``toy learned`` (learned vs exact denoisers) lives in
+``empirical`` and is added here to numerics' ``toy`` subcommands, because ``numerics`` never
+imports ``empirical``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from localcomp.errors import UserError
 
 def build_parser() -> argparse.ArgumentParser:
     from empirical.cli import add_parser as add_clevr
+    from empirical.toy_learned import add_command as add_toy_learned
     from localcomp.verify import add_parser as add_verify
     from numerics.cli import add_parser as add_toy
 
@@ -23,7 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"localcomp {localcomp.__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_verify(subparsers)
-    add_toy(subparsers)
+    toy = add_toy(subparsers)
+    add_toy_learned(toy)
     add_clevr(subparsers)
     return parser
 
