@@ -89,9 +89,9 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            UNetConfig(img_resolution=32, channels=32, channel_mult=(1, 2, 2), num_blocks=1,
                       attn_resolutions=(16, 8), head_channels=32),
            UNetConfig(img_resolution=16, channels=32, channel_mult=(1, 2), num_blocks=1, head_channels=32),
-           # 1500 steps: ~20 min per UNet on one core here (0.73 s/step, results/bench); sized so the
+           # 3000 steps: ~30 min per UNet on one free core here (~0.6 s/step); sized so the
            # whole 1-3 row trains in one 3-hour session on 2 shared cores (docs/clevr-experiments.md)
-           TrainingSchedule(batch_size=32, steps=1500, lr=1e-3, warmup_steps=200, ema_halflife_images=20_000,
+           TrainingSchedule(batch_size=32, steps=3000, lr=1e-3, warmup_steps=200, ema_halflife_images=20_000,
                             ema_rampup=0.05, sigma=SigmaDistribution(), checkpoint_every=100, sampler_steps=18)),
     Preset("paper", 64,
            UNetConfig(img_resolution=64, channels=64, channel_mult=(1, 2, 2, 2), num_blocks=2,

@@ -1,0 +1,128 @@
+"""Locality against Kmax across trained models (issue 6 part 3): entries, Spearman, scatter figure.
+
+An *entry* is one trained model: its ``locality.json`` (written by ``localcomp clevr locality``)
+and its ``kmax.json`` (written by ``localcomp clevr kmax``: fields ``experiment``,
+``training_objects``, ``kmax``). :func:`load_entries` pairs them; :func:`correlate` computes, for
+every locality summary number present in all entries, Spearman's rank correlation with Kmax
+(``scipy.stats.spearmanr``, average ranks for ties; ``rho`` is None when fewer than 3 entries or a
+constant column make it undefined); :func:`plot_correlation` draws one scatter panel per metric,
+each point labelled ``experiment (training objects)``.
+
+The claim under test (SCIENCE.md §6): conditional locality tracks Kmax, so ``conditional_leakage``
+should correlate *negatively* with Kmax.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from localcomp.errors import UserError
+
+DEFAULT_METRICS = ("conditional_leakage", "pixel_effective_radius")
+
+
+def _read_json(path: Path, field: str) -> dict:
+    if not path.exists():
+        raise UserError(f"{field}: {path} does not exist")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise UserError(f"{field}: {path} is not valid JSON ({error})") from None
+
+
+def load_entry(locality_path, kmax_path=None) -> dict:
+    """One entry from a ``locality.json`` (or a directory holding one) and a ``kmax.json``
+    (default: ``kmax.json`` in the run directory recorded in the locality file, or beside it).
+    Returns ``{"label", "experiment", "training_objects", "kmax", "summary", "locality_source",
+    "kmax_source"}``."""
+    path = Path(locality_path)
+    if path.is_dir():
+        path = path / "locality.json"
+    locality = _read_json(path, "--entries")
+    if not isinstance(locality.get("summary"), dict):
+        raise UserError(f"--entries: {path} has no 'summary' object (not written by clevr locality?)")
+    if kmax_path is None:
+        candidates = [Path(str(locality.get("run", ""))) / "kmax.json", path.parent / "kmax.json"]
+        kmax_path = next((c for c in candidates if c.exists()), candidates[0])
+    kmax_path = Path(kmax_path)
+    if kmax_path.is_dir():
+        kmax_path = kmax_path / "kmax.json"
+    kmax = _read_json(kmax_path, "--kmax")
+    missing = [k for k in ("experiment", "kmax") if k not in kmax]
+    if missing:
+        raise UserError(f"--kmax: {kmax_path} lacks {', '.join(missing)}")
+    objects = kmax.get("training_objects")
+    label = kmax["experiment"] + (f" ({objects})" if objects is not None else "")
+    return {"label": label, "experiment": kmax["experiment"], "training_objects": objects,
+            "kmax": kmax["kmax"], "summary": locality["summary"], "locality_source": str(path),
+            "kmax_source": str(kmax_path)}
+
+
+def load_entries(locality_paths, kmax_paths=None) -> list[dict]:
+    """Entries for each locality file; ``kmax_paths`` (same length) overrides the default pairing."""
+    if not locality_paths:
+        raise UserError("--entries: give at least one locality.json")
+    if kmax_paths is not None and len(kmax_paths) != len(locality_paths):
+        raise UserError(f"--kmax: {len(kmax_paths)} files for {len(locality_paths)} --entries; "
+                        f"give one per entry, in the same order")
+    pairs = zip(locality_paths, kmax_paths or [None] * len(locality_paths))
+    return [load_entry(loc, km) for loc, km in pairs]
+
+
+def _number(value) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def spearman(xs, ys) -> dict:
+    """``{"rho", "p_value", "n"}``: Spearman's rank correlation of paired values (None where
+    undefined: fewer than 3 pairs or a constant column)."""
+    from scipy.stats import spearmanr
+
+    n = len(xs)
+    if n < 3 or len(set(xs)) < 2 or len(set(ys)) < 2:
+        return {"rho": None, "p_value": None, "n": n}
+    result = spearmanr(xs, ys)
+    rho, p = float(result.statistic), float(result.pvalue)
+    return {"rho": rho if math.isfinite(rho) else None, "p_value": p if math.isfinite(p) else None, "n": n}
+
+
+def correlate(entries: list[dict], metrics=None) -> dict:
+    """Spearman of each metric (default: every numeric summary key) against Kmax, over the
+    entries where both are numbers: ``{metric: {"rho", "p_value", "n"}}``."""
+    if metrics is None:
+        metrics = sorted({k for e in entries for k, v in e["summary"].items() if _number(v) is not None})
+    out = {}
+    for metric in metrics:
+        pairs = [(_number(e["summary"].get(metric)), _number(e["kmax"])) for e in entries]
+        pairs = [(m, k) for m, k in pairs if m is not None and k is not None]
+        out[metric] = spearman([m for m, _ in pairs], [k for _, k in pairs])
+    return out
+
+
+def plot_correlation(entries: list[dict], metrics, correlations: dict):
+    """Figure: one panel per metric, Kmax (y) against the metric (x), points labelled."""
+    from numerics.experiments.common import matplotlib_headless
+
+    plt = matplotlib_headless()
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 4.0), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        points = [(_number(e["summary"].get(metric)), _number(e["kmax"]), e["label"]) for e in entries]
+        points = [p for p in points if p[0] is not None and p[1] is not None]
+        ax.scatter([p[0] for p in points], [p[1] for p in points], color="tab:blue")
+        offsets = ((4, 4), (4, -10), (4, 14), (-40, 4))  # cycled so that neighbours' labels separate
+        for n, (x, y, label) in enumerate(sorted(points)):
+            ax.annotate(label, (x, y), textcoords="offset points", xytext=offsets[n % len(offsets)], fontsize=7)
+        c = correlations.get(metric, {})
+        rho = "undefined" if c.get("rho") is None else f"{c['rho']:+.2f}"
+        ax.set_title(f"Spearman rho = {rho} (n = {c.get('n', len(points))})", fontsize=9)
+        ax.margins(0.15)  # room for the labels
+        ax.set_xlabel(metric)
+        ax.set_ylabel("Kmax")
+        ax.grid(alpha=0.3)
+    fig.suptitle("locality summary vs Kmax, one point per trained model", fontsize=10)
+    fig.tight_layout()
+    return fig

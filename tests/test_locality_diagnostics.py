@@ -1,0 +1,316 @@
+"""Locality diagnostics (empirical.locality) validated on exact scores and on tiny networks;
+the correlation tool on synthetic JSON; the two CLI commands end to end.
+
+Tolerances (docs/locality-diagnostics.md): on an exactly CPC family the measured conditional
+leakage must be <= LEAKAGE_TOL and the Jacobian energy outside the CPC block <= ENERGY_TOL.
+float64 rounding of the closed-form mixture score is ~1e-16 relative per entry; leakage is a ratio
+of sums of absolute changes (so rounding enters linearly: measured 3.3e-15) and the energy
+fraction a ratio of sums of squares (rounding enters squared: measured 1.1e-29). The
+tolerances sit 4-9 orders above rounding; every non-CPC variant below has strength 0.5 and is
+detected at >= 1e-4, 6 orders above LEAKAGE_TOL.
+"""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from empirical import locality as L
+from empirical.exact_denoiser import ExactFamilyDenoiser, model_denoise, to_torch
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+LEAKAGE_TOL = 1e-10
+ENERGY_TOL = 1e-20
+DETECTED = 1e-4
+SIGMAS = (0.05, 0.3, 1.0, 3.0)
+IDS = ("r0c0", "r0c1", "r1c0")
+AB = frozenset(["r0c0", "r0c1"])
+# each set twice: two independent points per set
+SETS = [AB, frozenset(IDS), frozenset(["r1c0"]), frozenset(["r0c1", "r1c0"])] * 2
+
+
+# -- the toy family: 4 x 4 bump image, three 2 x 2 conditioner cells, the fourth cell background --
+
+def _families():
+    from numerics import blocks, families as F
+    from numerics.experiments.bumps import bump_blocks
+
+    cells, null, bump = bump_blocks(4)
+    masks = {c: cells[c] for c in IDS}
+    cpc = F.cpc_family(16, 1, masks, {c: null for c in IDS}, {c: bump for c in IDS}, null)
+    flat = F.ConditionalFamily(16, 1, cpc.masks, {J: blocks.expand(m) for J, m in cpc.models.items()},
+                               "cpc-flat")
+    return {
+        "cpc": cpc,
+        "cpc-flat": flat,   # the same densities as generic 16-d mixtures: zeros only up to rounding
+        "conditioner_shift": F.with_conditioner_shift(cpc, AB, "r0c0", 0.5),
+        "background_shift": F.with_background_shift(cpc, AB, 0.5),
+        "correlated_weights": F.with_correlated_weights(cpc, AB, 0.5),
+        "bayes_background": F.with_bayes_background(cpc),
+    }
+
+
+_FAMILIES = {}
+
+
+def family(name):
+    if not _FAMILIES:
+        _FAMILIES.update(_families())
+    return _FAMILIES[name]
+
+
+def measure_exact(name, sets=SETS, seed=0):
+    """All measures of the exact denoiser of family ``name`` at points of p_sigma(.|J)."""
+    D = ExactFamilyDenoiser.from_family(family(name), 4, 4)
+    cond, mask = D.locations(sets)
+    clean = D.sample_clean(cond, mask, torch.Generator().manual_seed(seed))
+    pixels = torch.tensor([[r, c] for r in range(4) for c in range(4)]).expand(len(sets), 16, 2)
+    allowed = L.label_regions(D.block_labels(cond, mask), pixels)
+    return L.measure_locality(D, clean, cond, mask, SIGMAS, seed=seed, pixels=pixels,
+                              footprints=D.footprints(cond, mask), allowed=allowed)
+
+
+def worst(result, part, key):
+    return max(r[part][key] for r in result["per_sigma"])
+
+
+def test_torch_exact_denoiser_matches_numerics():
+    from numerics import blocks
+
+    rng = np.random.default_rng(0)
+    for name in ("cpc", "correlated_weights"):
+        model = family(name).models[AB]
+        x = rng.normal(0.5, 0.5, size=(5, 16))
+        for sigma in (0.05, 1.0):
+            ours = model_denoise(to_torch(model), torch.from_numpy(x), sigma).numpy()
+            exact = x + sigma ** 2 * np.asarray(blocks.batch_score(blocks.noised(model, sigma), x))
+            np.testing.assert_allclose(ours, exact, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["cpc", "cpc-flat"])
+def test_cpc_family_is_local_at_float_precision(name):
+    result = measure_exact(name)
+    for r in result["per_sigma"]:
+        cond = r["conditional"]
+        # the test can fail: every removal really changes the denoiser (on its own mask)
+        assert cond["zero_change_removals"] == 0 and cond["mean_change"] > 0
+        assert cond["leakage_max"] <= LEAKAGE_TOL, (r["sigma"], cond)
+        assert r["pixel"]["outside_allowed_max"] <= ENERGY_TOL, (r["sigma"], r["pixel"])
+    if name == "cpc":  # block products are evaluated block-wise: exact zeros
+        assert worst(result, "conditional", "leakage_max") == 0
+        assert worst(result, "pixel", "outside_allowed_max") == 0
+
+
+@pytest.mark.parametrize("name,part,key", [
+    ("conditioner_shift", "conditional", "other_objects"),
+    ("background_shift", "conditional", "background"),
+    ("correlated_weights", "pixel", "outside_allowed_max"),
+    ("correlated_weights", "conditional", "leakage_max"),
+    ("bayes_background", "conditional", "leakage_max"),
+])
+def test_non_cpc_variants_are_detected(name, part, key):
+    result = measure_exact(name)
+    assert worst(result, part, key) > DETECTED, [r[part] for r in result["per_sigma"]]
+
+
+# -- tiny networks: the patch model is local by construction, the UNet is not ---------------------
+
+def _randomized(experiment):
+    from empirical.experiments import build_model, make_train_config
+
+    torch.manual_seed(0)
+    model = build_model(make_train_config(experiment, "tiny"))
+    with torch.no_grad():  # zero-initialised output layers would make the net constant
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return model.eval().requires_grad_(False)
+
+
+def _patch_regions(pixels, cells_of_patch: int, cell: int, res: int):
+    """Pixels of the (2k+1)-cell patch around each output pixel's cell: ``[B, P, H, W]``."""
+    grid = torch.arange(res)
+    cell_of = grid // cell
+    rows = (cell_of[None, None, :, None] - (pixels[..., 0] // cell)[..., None, None]).abs() <= cells_of_patch
+    cols = (cell_of[None, None, None, :] - (pixels[..., 1] // cell)[..., None, None]).abs() <= cells_of_patch
+    return rows & cols
+
+
+def test_patch_model_exactly_local_unet_not():
+    """Pixel locality of the patch model is exact (autograd gives structural zeros). Its
+    conditional locality is exact in exact arithmetic; in float32 (the models compute parts of
+    their embeddings in float32 whatever the input dtype), deleting a conditioner changes the
+    attention of patches that never saw it by rounding (we measured 6e-6), so we allow 1e-4."""
+    res = 16
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(2, 3, res, res, generator=g) * 2 - 1
+    cond = torch.tensor([[[-0.5, -0.5], [0.5, 0.4]], [[0.1, -0.6], [-0.6, 0.6]]])
+    mask = torch.ones(2, 2, dtype=torch.bool)
+    pixels = L.choose_pixels(cond, mask, res, res, 3, g)
+    patch = _randomized("exp2l")
+    cfg = patch.config
+    allowed = _patch_regions(pixels, cfg.k, cfg.cell, res)
+    # a conditioner reaches the cells within k cells of its own: a disc of radius (k+1) cell * sqrt 2
+    footprints = L.disc_footprints(cond, mask, res, res, (cfg.k + 1) * cfg.cell * 2 ** 0.5)
+    results = {}
+    for name, model in (("patch", patch), ("unet", _randomized("exp1"))):
+        results[name] = L.measure_at_sigma(model, x, 0.5, cond, mask, pixels, footprints, allowed)
+    assert results["patch"]["pixel"]["outside_allowed_max"] == 0
+    assert results["patch"]["conditional"]["leakage_max"] <= 1e-4
+    assert results["patch"]["conditional"]["zero_change_removals"] == 0
+    assert results["unet"]["pixel"]["outside_allowed_max"] > 1e-6
+    assert results["unet"]["conditional"]["leakage_max"] > 1e-2
+
+
+def test_vmap_and_loop_vjps_agree_and_adapter():
+    model = _randomized("exp1")
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 3, 16, 16, generator=g)
+    cond = torch.rand(2, 2, 2, generator=g) * 2 - 1
+    mask = torch.tensor([[True, True], [True, False]])
+    sigma = torch.full((2,), 0.7)
+    pixels = L.choose_pixels(cond, mask, 16, 16, 2, g)
+    looped = L.jacobian_energy_maps(model, x, sigma, cond, mask, pixels, vectorize=False)
+    vmapped = L.jacobian_energy_maps(model, x, sigma, cond, mask, pixels, vectorize=True)
+    torch.testing.assert_close(looped, vmapped, rtol=1e-4, atol=1e-8)
+    # a one-image, list-of-locations model behind the adapter measures the same
+    listed = L.from_list_denoiser(lambda x1, s, locs: model(x1, torch.full((1,), s), locs[None],
+                                                          torch.ones(1, len(locs), dtype=torch.bool)))
+    torch.testing.assert_close(L.jacobian_energy_maps(listed, x, sigma, cond, mask, pixels, False), looped)
+    change, valid = L.conditional_change_maps(listed, x, sigma, cond, mask)
+    torch.testing.assert_close(change, L.conditional_change_maps(model, x, sigma, cond, mask)[0])
+    assert change[1, 1].abs().sum() == 0 and not valid[1, 1]
+
+
+# -- the summaries on hand-made maps -----------------------------------------------------------
+
+@given(st.integers(0, 6), st.integers(0, 6), st.integers(0, 6), st.integers(0, 6))
+def test_energy_at_one_other_pixel(r0, c0, r1, c1):
+    energy = torch.zeros(1, 1, 7, 7)
+    energy[0, 0, r0, c0] = 5.0          # self: excluded from the spatial fractions
+    energy[0, 0, r1, c1] += 2.0
+    pixels = torch.tensor([[[r0, c0]]])
+    per = L.pixel_locality_per_pixel(energy, pixels, radii=(1, 3))
+    d = float(np.hypot(r1 - r0, c1 - c0))
+    if d == 0:
+        assert torch.isnan(per["effective_radius"]).all() and per["self_fraction"].item() == 1
+        return
+    assert per["effective_radius"].item() == pytest.approx(d)
+    assert per["within_r1"].item() == (1.0 if d <= 1 else 0.0)
+    assert per["within_r3"].item() == (1.0 if d <= 3 else 0.0)
+    assert per["self_fraction"].item() == pytest.approx(5 / 7)
+
+
+def test_conditional_fractions_on_hand_made_maps():
+    change = torch.zeros(1, 2, 8, 8)
+    change[0, 0, 1, 1] = 3.0   # inside c0's disc
+    change[0, 0, 6, 6] = 1.0   # on c1's disc
+    change[0, 1, 1, 6] = 1.0   # background
+    cond = torch.tensor([[[-0.625, -0.625], [0.625, 0.625]]])   # pixel centres (1, 1) and (6, 6)
+    mask = torch.ones(1, 2, dtype=torch.bool)
+    fp = L.disc_footprints(cond, mask, 8, 8, 1.0)
+    assert fp[0, 0, 1, 1] and fp[0, 0, 0, 1] and not fp[0, 0, 0, 0] and fp[0, 1, 6, 6]
+    per = L.conditional_locality_per_removal(change, mask, fp)
+    assert per["inside"][0].tolist() == [0.75, 0.0]
+    assert per["other_objects"][0].tolist() == [0.25, 0.0]
+    assert per["background"][0].tolist() == [0.0, 1.0]
+    assert per["leakage"][0].tolist() == [0.25, 1.0]
+
+
+def test_bad_sigmas_are_rejected():
+    with pytest.raises(ValueError, match="sigmas"):
+        L.measure_locality(lambda *a: a[0], torch.zeros(1, 1, 4, 4), torch.zeros(1, 0, 2),
+                           torch.zeros(1, 0, dtype=torch.bool), sigmas=(0.5, -1.0))
+
+
+# -- correlation tool ------------------------------------------------------------------------------
+
+def _write_entry(root, name, leakage, radius, kmax, experiment):
+    run = root / name
+    run.mkdir()
+    (run / "kmax.json").write_text(json.dumps({"experiment": experiment, "training_objects": "1-3",
+                                               "kmax": kmax}))
+    loc = run / "locality"
+    loc.mkdir()
+    (loc / "locality.json").write_text(json.dumps({"run": str(run), "summary": {
+        "conditional_leakage": leakage, "pixel_effective_radius": radius, "cross_talk_objects": None}}))
+    return loc / "locality.json"
+
+
+def test_correlate_on_synthetic_entries(tmp_path):
+    from empirical.correlation import correlate, load_entries
+
+    leak = [0.9, 0.2, 0.5, 0.1, 0.7]
+    kmax = [1, 8, 4, 9, 2]            # strictly decreasing in leakage
+    radius = [3.0, 3.0, 1.0, 2.0, 5.0]
+    paths = [_write_entry(tmp_path, f"r{i}", lk, rd, km, f"exp{i}") for i, (lk, rd, km)
+             in enumerate(zip(leak, radius, kmax))]
+    entries = load_entries([str(p) for p in paths])
+    result = correlate(entries)
+    assert result["conditional_leakage"]["rho"] == pytest.approx(-1.0)
+    assert result["conditional_leakage"]["n"] == 5
+    from scipy.stats import spearmanr
+    assert result["pixel_effective_radius"]["rho"] == pytest.approx(spearmanr(radius, kmax).statistic)
+    assert "cross_talk_objects" not in result  # None everywhere: not a number
+    assert correlate(entries[:2])["conditional_leakage"]["rho"] is None  # undefined for n < 3
+
+    out = tmp_path / "corr"
+    from localcomp.cli import main
+    assert main(["clevr", "correlate", "--entries", *map(str, paths), "--out", str(out)]) == 0
+    written = json.loads((out / "correlation.json").read_text())
+    assert written["spearman"]["conditional_leakage"]["rho"] == pytest.approx(-1.0)
+    assert (out / "correlation.png").stat().st_size > 0 and (out / "run.json").exists()
+    bad = tmp_path / "bad"
+    assert main(["clevr", "correlate", "--entries", *map(str, paths), "--kmax", "x.json",
+                 "--out", str(bad)]) == 2
+    assert not bad.exists()
+
+
+# -- clevr locality end to end on an untrained tiny checkpoint ------------------------------------
+
+def test_locality_command(tmp_path):
+    from empirical.experiments import make_train_config
+    from empirical.train import save_checkpoint
+    from localcomp.cli import main
+
+    config = make_train_config("exp1", "tiny")
+    model = _randomized("exp1")
+    run = tmp_path / "run"
+    save_checkpoint(run / "checkpoint.pt", {"config": config, "model": model.state_dict(),
+                                            "ema": model.state_dict(), "step": 0})
+    out = tmp_path / "loc"
+    assert main(["clevr", "locality", "--run", str(run), "--data", "synthetic:1-3", "--sigmas", "-1",
+                 "--out", str(out)]) == 2
+    assert not out.exists()
+    assert main(["clevr", "locality", "--run", str(run), "--data", "synthetic:2-3", "--sigmas", "0.2", "1.0",
+                 "--num-images", "2", "--pixels-per-image", "2", "--out", str(out)]) == 0
+    report = json.loads((out / "locality.json").read_text())
+    assert [r["sigma"] for r in report["per_sigma"]] == [0.2, 1.0]
+    assert len(report["images"]) == 2
+    s = report["summary"]
+    assert 0 <= s["conditional_leakage"] <= 1 and s["pixel_effective_radius"] > 0
+    for name in ("locality_heatmaps.png", "locality_vs_sigma.png", "run.json"):
+        assert (out / name).stat().st_size > 0
+
+
+def test_rendered_mask_footprints_and_pixel_choice():
+    from types import SimpleNamespace
+
+    from empirical.diagnostics_cli import mask_footprints
+
+    masks = np.zeros((1, 6, 6), np.uint8)
+    masks[0, 1, 1] = 2                 # object 1 (conditioner 0 points at it)
+    masks[0, 4, 4] = 1                 # object 0 (conditioner 1)
+    data = SimpleNamespace(masks=masks, metadata=[{"conditioner_objects": [1, 0]}])
+    fp = mask_footprints(data, [0], 3, dilate=1)
+    assert fp.shape == (1, 3, 6, 6)
+    assert fp[0, 0].sum() == 9 and fp[0, 0, 0:3, 0:3].all()    # 1 pixel dilated to a 3 x 3 square
+    assert fp[0, 1].sum() == 9 and fp[0, 1, 3:6, 3:6].all()
+    assert not fp[0, 2].any()                                     # padded entry
+    cond = torch.tensor([[[-0.5, -0.5], [0.9, 0.9], [0.0, 0.0]]])
+    mask = torch.tensor([[True, True, False]])
+    pixels = L.choose_pixels(cond, mask, 6, 6, 3, torch.Generator().manual_seed(0))
+    assert pixels[0, :2].tolist() == [[1, 1], [5, 5]]            # objects first, then random
