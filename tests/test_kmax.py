@@ -1,0 +1,21 @@
+"""Kmax bookkeeping: strict success versus the relaxed 'every requested object found' rate."""
+
+import numpy as np
+
+from empirical.kmax import evaluate_kmax
+
+
+def test_extra_objects_fail_success_but_not_requested_found(monkeypatch):
+    import empirical.detector as det
+    rng = np.random.default_rng(1)
+    requested = {k: rng.uniform(-0.8, 0.8, (3, k, 2)) for k in (1, 2)}
+    images = {k: np.zeros((3, 8, 8, 3), np.uint8) + k for k in (1, 2)}
+    far = np.array([[0.95, 0.95]])  # a spontaneous extra object, away from every request
+    monkeypatch.setattr(det, "detect_objects", lambda detector, imgs: [
+        np.concatenate([requested[int(imgs[0, 0, 0, 0])][i], far]) for i in range(len(imgs))])
+    result = evaluate_kmax(images, requested, detector=None)
+    assert result["per_k"] == {1: 0.0, 2: 0.0} and result["kmax"] == 0
+    for k in (1, 2):
+        assert result["counts"][k]["requested_found"] == 1.0
+        assert result["counts"][k]["exact_count"] == 0.0
+        assert result["counts"][k]["mean_detections"] == k + 1
