@@ -23,7 +23,7 @@ Every function here is pure and works on batches: ``x: [B, d]``, ``sigma`` a sca
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -88,29 +88,126 @@ def denoiser_from_score(score_fn: ScoreFn) -> DenoiseFn:
     return denoise
 
 
+class SpectralMixture(NamedTuple):
+    """A Gaussian mixture in eigen-form, ready for denoising at any σ without factorizations:
+    ``weights [K]``, ``means [K, d]``, ``eigvals [K, d]``, ``eigvecs [K, d, d]`` with
+    ``S_k = V_k diag(λ_k) V_kᵀ``, so ``(S_k + σ² I)^{-1} = V_k diag(1/(λ_k + σ²)) V_kᵀ``."""
+
+    weights: jax.Array
+    means: jax.Array
+    eigvals: jax.Array
+    eigvecs: jax.Array
+
+
+def spectral_form(model):
+    """Eigen-form of a ``numerics.blocks`` model: a ``SpectralMixture`` for a
+    ``GaussianMixture``, ``(indices, tuple of SpectralMixture)`` for a ``BlockProduct``.
+
+    Call it once, outside the sampler's loop: everything done per step afterwards
+    (``spectral_log_prob_and_denoise``) is matrix products and elementwise maths. Keeping LAPACK calls
+    (Cholesky, triangular solves) out of ``lax.scan`` is deliberate: jitted Heun loops with
+    them deadlocked XLA:CPU on this machine (docs/toy-experiments.md, "Why eq. 18 used to hang").
+    """
+    from numerics.blocks import BlockProduct
+
+    def mixture(gm) -> SpectralMixture:
+        eigvals, eigvecs = jnp.linalg.eigh(gm.covs)
+        return SpectralMixture(gm.weights, gm.means, eigvals, eigvecs)
+
+    if isinstance(model, BlockProduct):
+        return (model.indices, tuple(mixture(m) for m in model.mixtures))
+    return mixture(model)
+
+
+def _mixture_log_prob_and_denoise(spec: SpectralMixture, x: jax.Array, sigma: jax.Array):
+    """``log p_σ(x) [B]`` and ``D(x) [B, d]`` of one mixture for ``x [B, d]``."""
+    inv = 1.0 / (spec.eigvals + sigma ** 2)                                   # [K, d]
+    diff = x[None, :, :] - spec.means[:, None, :]                             # [K, B, d]
+    rotated = jnp.einsum("kij,kbi->kbj", spec.eigvecs, diff)                  # V_kᵀ (x − μ_k)
+    maha = jnp.sum(rotated ** 2 * inv[:, None, :], axis=-1)                   # [K, B]
+    logdet = -jnp.sum(jnp.log(inv), axis=-1)                                  # [K]
+    dim = x.shape[-1]
+    log_terms = (jnp.log(spec.weights)[:, None]
+                 - 0.5 * (maha + logdet[:, None] + dim * jnp.log(2 * jnp.pi)))
+    resp = jax.nn.softmax(log_terms, axis=0)                                  # [K, B]
+    prec_diff = jnp.einsum("kij,kbj->kbi", spec.eigvecs, rotated * inv[:, None, :])
+    score = -jnp.einsum("kb,kbd->bd", resp, prec_diff)
+    return jax.scipy.special.logsumexp(log_terms, axis=0), x + sigma ** 2 * score
+
+
+def spectral_log_prob_and_denoise(spec, x: jax.Array, sigma: jax.Array):
+    """Exact ``log p_σ(x) [B]`` and Tweedie denoiser ``D(x, σ) [B, d]`` of a model in
+    ``spectral_form``; a block product is evaluated block by block (never expanded)."""
+    if isinstance(spec, SpectralMixture):
+        return _mixture_log_prob_and_denoise(spec, x, sigma)
+    indices, mixtures = spec
+    log_prob, out = jnp.zeros(x.shape[0], dtype=x.dtype), jnp.zeros_like(x)
+    for idx, mixture in zip(indices, mixtures):
+        block_log_prob, block_denoised = _mixture_log_prob_and_denoise(mixture, x[:, idx], sigma)
+        log_prob = log_prob + block_log_prob
+        out = out.at[:, idx].set(block_denoised)
+    return log_prob, out
+
+
+def model_denoiser(model) -> DenoiseFn:
+    """Exact batched denoiser ``[B, d] -> [B, d]`` of a ``numerics.blocks`` model:
+
+        D(x) = x + σ² Σ_k r_k(x) (S_k + σ² I)^{-1} (μ_k − x),
+        r_k(x) ∝ w_k N(x; μ_k, S_k + σ² I),
+
+    block by block for a ``BlockProduct``. The eigen-decompositions are done here, once.
+    """
+    return spectral_denoiser(spectral_form(model))
+
+
+def spectral_denoiser(spec) -> DenoiseFn:
+    """Denoiser ``[B, d] -> [B, d]`` of a model already in ``spectral_form`` (a pytree, so it
+    can be passed into a jitted sampler as an argument: one compilation per structure)."""
+    return lambda x, sigma: spectral_log_prob_and_denoise(spec, x, sigma)[1]
+
+
 def mixture_denoiser(gm) -> DenoiseFn:
     """Exact batched denoiser of a ``numerics.gmm.GaussianMixture``: ``[B, d] -> [B, d]``.
 
-    Same value as ``vmap(numerics.gmm.denoise)`` but the Cholesky factors of the noised
-    covariances ``S_k + σ² I`` are computed once per call, not once per point:
-
-        D(x) = x + σ² Σ_k r_k(x) (S_k + σ² I)^{-1} (μ_k − x),
-        r_k(x) ∝ w_k N(x; μ_k, S_k + σ² I).
+    Same value as ``vmap(numerics.gmm.denoise)``; the covariances are eigen-decomposed once
+    here (``spectral_form``), not per point or per σ.
     """
+    return model_denoiser(gm)
+
+
+def stacked_model_denoisers(stacked_models) -> Callable[[jax.Array, jax.Array], jax.Array]:
+    """Exact denoisers of ``M`` models of one pytree structure, stacked on a leading axis.
+
+    ``stacked_models``: a ``numerics.blocks`` model (``GaussianMixture`` or ``BlockProduct``)
+    whose leaves carry a leading axis ``[M, ...]`` (``jax.tree_util.tree_map(jnp.stack, ...)``).
+    Returns ``(x [B, d], σ) -> [M, B, d]``, ``D_m(x) = x + σ² ∇ log p_{m,σ}(x)``. Block
+    products stay products (never expanded), so a product of ``d`` one-coordinate mixtures
+    costs ``O(d)`` per point instead of the ``2^d`` components of its flat expansion.
+    """
+    log_prob_and_denoise = stacked_log_prob_and_denoise(stacked_models)
+    return lambda x, sigma: log_prob_and_denoise(x, sigma)[1]
+
+
+def stacked_log_prob_and_denoise(stacked_models):
+    """``(x [B, d], σ) -> (log p_{m,σ}(x) [M, B], D_m(x) [M, B, d])`` for stacked models."""
+    spec = jax.vmap(spectral_form)(stacked_models)
+    batched = jax.vmap(spectral_log_prob_and_denoise, in_axes=(0, None, None))
+    return lambda x, sigma: batched(spec, x, sigma)
+
+
+def mixture_of_models_denoiser(stacked_models, log_weights: jax.Array) -> DenoiseFn:
+    """Exact denoiser of the mixture ``Σ_m w_m p_m`` of stacked models (see above).
+
+    Tweedie for a mixture: ``D(x) = Σ_m r_m(x) D_m(x)`` with posterior model probabilities
+    ``r_m(x) ∝ w_m p_{m,σ}(x)``; ``log_weights [M]`` are ``log w_m`` (need not be normalized).
+    The components may themselves be block products: a mixture of products (e.g. the Bayes
+    background ``(1/d) Σ_i p_i``) is never expanded into its Cartesian product.
+    """
+    log_prob_and_denoise = stacked_log_prob_and_denoise(stacked_models)
 
     def denoise(x: jax.Array, sigma: jax.Array) -> jax.Array:
-        dim = gm.means.shape[-1]
-        chol = jnp.linalg.cholesky(gm.covs + sigma ** 2 * jnp.eye(dim))        # [K, d, d]
-        diff = x[None, :, :] - gm.means[:, None, :]                            # [K, B, d]
-        solved = jax.scipy.linalg.solve_triangular(
-            chol, jnp.swapaxes(diff, -1, -2), lower=True)                      # [K, d, B]
-        maha = jnp.sum(solved ** 2, axis=1)                                    # [K, B]
-        logdet = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
-        log_terms = jnp.log(gm.weights)[:, None] - 0.5 * (maha + logdet[:, None])
-        resp = jax.nn.softmax(log_terms, axis=0)                               # [K, B]
-        prec_diff = jax.scipy.linalg.solve_triangular(
-            jnp.swapaxes(chol, -1, -2), solved, lower=False)                   # [K, d, B]
-        score = -jnp.einsum("kb,kdb->bd", resp, prec_diff)
-        return x + sigma ** 2 * score
+        log_probs, denoised = log_prob_and_denoise(x, sigma)
+        posterior = jax.nn.softmax(log_weights[:, None] + log_probs, axis=0)  # [M, B]
+        return jnp.einsum("mb,mbd->bd", posterior, denoised)
 
     return denoise

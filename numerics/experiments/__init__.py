@@ -81,4 +81,4 @@ def add_experiment_commands(toy_subparsers) -> None:
 
 
 # Register every experiment (import order = order of `toy all`).
-from numerics.experiments import appendix_g, approximate_cpc, bumps  # noqa: E402,F401
+from numerics.experiments import appendix_g, approximate_cpc, bumps, colours, feature_space  # noqa: E402,F401
