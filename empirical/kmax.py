@@ -62,7 +62,7 @@ def evaluate_kmax(samples_by_k: dict[int, np.ndarray], requested_by_k: dict[int,
     requested_by_k[K]: float [S, K, 2] those locations. ``detector`` is passed to
     :func:`empirical.detector.detect_objects`. Returns {"per_k": {K: rate}, "kmax": int,
     "counts": {K: {"n": S, "exact_count": rate, "requested_found": rate, "mean_detections": m}},
-    "tolerance", "threshold"}. ``requested_found`` relaxes success to "every requested location
+    "kmax_requested_found": Kmax of the relaxed rate, "tolerance", "threshold"}. ``requested_found`` relaxes success to "every requested location
     matched", extra objects allowed: it separates drawing too many objects from missing some.
     """
     from empirical.detector import detect_objects
@@ -81,5 +81,7 @@ def evaluate_kmax(samples_by_k: dict[int, np.ndarray], requested_by_k: dict[int,
                           "requested_found": float(np.mean(found)) if found else 0.0,
                           "mean_detections": float(np.mean([len(d) for d in detections]))
                           if len(detections) else 0.0}
+    found_by_k = {k: c["requested_found"] for k, c in counts.items()}
     return {"per_k": per_k, "kmax": kmax(per_k, threshold), "counts": counts,
+            "kmax_requested_found": kmax(found_by_k, threshold),
             "tolerance": tolerance, "threshold": threshold}

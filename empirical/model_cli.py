@@ -244,13 +244,15 @@ def _kmax(args) -> int:
     result = evaluate_kmax(samples_by_k, requested_by_k, load_detector(args.detector))
     kmax_value = result["kmax"]
     report = {"experiment": config.experiment, "training_objects": label, "kmax": kmax_value,
+              "kmax_requested_found": result["kmax_requested_found"],
               "evaluation": result,
               "run": str(args.run), "checkpoint_step": step, "sampler_steps": steps,
               "num_sets": args.num_sets, "samples_per_set": args.n, "detector": str(args.detector),
               "reused_samples": bool(args.reuse_samples)}
     write_json_atomic(out / "kmax.json", report)
     write_run_record(out, {k: v for k, v in vars(args).items() if k != "func"}, args.seed, name="kmax.run.json")
-    print(f"{config.experiment} ({label}): Kmax = {kmax_value}; {out}/kmax.json")
+    print(f"{config.experiment} ({label}): Kmax = {kmax_value} (extras allowed: "
+          f"{result['kmax_requested_found']}); {out}/kmax.json")
     return 0
 
 

@@ -15,6 +15,7 @@ def test_extra_objects_fail_success_but_not_requested_found(monkeypatch):
         np.concatenate([requested[int(imgs[0, 0, 0, 0])][i], far]) for i in range(len(imgs))])
     result = evaluate_kmax(images, requested, detector=None)
     assert result["per_k"] == {1: 0.0, 2: 0.0} and result["kmax"] == 0
+    assert result["kmax_requested_found"] == 2
     for k in (1, 2):
         assert result["counts"][k]["requested_found"] == 1.0
         assert result["counts"][k]["exact_count"] == 0.0
