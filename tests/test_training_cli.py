@@ -79,7 +79,8 @@ def test_table_puts_our_kmax_next_to_the_papers(tmp_path):
     assert _run(["table", "--runs", *(str(tmp_path / e) for e in ("exp2", "exp2l", "exp2l-k8")),
                  "--out", str(tmp_path / "t")]) == 0
     table = json.loads((tmp_path / "t" / "table1.json").read_text())
-    assert table["rows"]["1-3"]["exp2l"] == {"ours": 7, "paper": 9, "source": str(tmp_path / "exp2l" / "kmax.json")}
+    assert table["rows"]["1-3"]["exp2l"] == {"ours": 7, "ours_requested_found": None, "paper": 9,
+                                             "source": str(tmp_path / "exp2l" / "kmax.json")}
     assert table["rows"]["1"]["exp2"]["ours"] is None and table["rows"]["1"]["exp2"]["paper"] == 1
     md = (tmp_path / "t" / "table1.md").read_text()
     assert "| 1-3 | · (–) | 2 (2) | 7 (9) | · (3) | · (9) | 3 (–) |" in md
