@@ -25,9 +25,14 @@ def add_data_commands(clevr_subparsers) -> None:
     t = jobs.add_parser("train", help="train the centre-heatmap detector on a rendered dataset")
     t.add_argument("--data", required=True, nargs="+", help="dataset directories (0-12 objects)")
     t.add_argument("--out", required=True, help="output directory (detector.pt, train.json)")
-    t.add_argument("--steps", type=int, default=1500)
-    t.add_argument("--width", type=int, default=32, help="channels per conv layer")
+    t.add_argument("--steps", type=int, default=4000)
+    t.add_argument("--width", type=int, default=32,
+                   help="base channels of the encoder-decoder (x2, x4 at lower resolutions)")
     t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (one-cycle)")
+    t.add_argument("--val", nargs="+", default=None,
+                   help="validation dataset directories: the decoding threshold is tuned on them")
+    t.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=_detector_train)
     e = jobs.add_parser("eval", help="exact-count accuracy per K on held-out renders")

@@ -1,165 +1,393 @@
-"""Object detector for Kmax: a small fully convolutional centre-heatmap network (CenterNet-like).
+"""Object detector for Kmax: a small encoder-decoder (UNet-like) centre-heatmap network.
 
-Input: uint8 images [B, H, W, 3] (any square size; trained on 32 and 64 px renders with 0-12
-objects). The network sees the image scaled to [-1, 1] plus two coordinate channels (u, v),
-and outputs one logit per pixel: "an object's projected centre lies in this pixel". Targets
-are Gaussian blobs (sigma = 0.75 px) around each object's centre pixel, trained with a
-positive-weighted binary cross-entropy. Decoding: pixels that are the maximum of their 3x3
-neighbourhood with probability >= 0.5 are detections; the centre is refined to the
-probability-weighted mean of that 3x3 neighbourhood and returned in the dataset convention
-``u = 2*(col+0.5)/W - 1``, ``v = 2*(row+0.5)/H - 1``.
+Input: uint8 images [B, H, W, 3], square, any size. Every image is first resized to the
+detector's *working resolution* (32 px: 64 px renders are 2x2 area-averaged, which is what a
+32 px render with a box pixel filter estimates, up to the sRGB curve), so one network serves
+32 and 64 px. The network sees RGB scaled to [-1, 1] plus two coordinate channels (u, v) (the
+camera is fixed, so an object's apparent size depends on where it is), and outputs one logit
+per cell of a heatmap at **twice** the working resolution (64x64 cells of half a pixel):
+"an object's projected centre lies in this cell". Twice, because at 32 px two centres can lie
+1.2 px apart (see ``docs/clevr-data.md``), which a 3x3 peak search at 1 px cells would merge.
+
+Architecture (width c): two conv blocks at each of 32, 16 and 8 px (c, 2c, 4c channels;
+stride-2 convolutions down, nearest upsampling + skip concatenation up, the 8 px block
+dilated 1 and 2), GroupNorm + SiLU, and a 3x3 conv to 4 channels + PixelShuffle(2) as the
+head (the 2x heatmap).
+
+Targets: per object, a Gaussian exp(-d^2 / (2 sigma^2)) (sigma = 1 cell = 0.5 px, d from the
+cell centre to the object's centre) with the cell holding the centre set to exactly 1; max
+over objects. Loss: CenterNet's penalty-reduced focal loss (alpha 2, beta 4), normalized by
+the number of objects. Decoding: cells that are the maximum of their 3x3 neighbourhood with
+probability >= ``threshold`` (tuned on a validation split and stored in the checkpoint) are
+detections; each centre is refined to the probability-weighted mean of that 3x3 neighbourhood
+and returned in the dataset convention ``u = 2*col/W - 1``, ``v = 2*row/H - 1`` (continuous
+pixel coordinates, pixel centres at integer + 0.5).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from pathlib import Path
 
 import numpy as np
 
-PEAK_THRESHOLD = 0.5
-TARGET_SIGMA_PX = 0.75
-POSITIVE_WEIGHT = 20.0
+WORKING_RESOLUTION = 32
+HEATMAP_SCALE = 2
+DEFAULT_THRESHOLD = 0.4
+TARGET_SIGMA_CELLS = 1.0
+FOCAL_ALPHA = 2.0
+FOCAL_BETA = 4.0
+ARCHITECTURE = "unet2-shuffle"
+
+
+def _block(cin: int, cout: int, stride: int = 1, dilation: int = 1):
+    import torch.nn as nn
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=dilation,
+                                   dilation=dilation),
+                         nn.GroupNorm(min(8, cout // 4), cout), nn.SiLU())
+
+
+def _network_class():
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    class CentreNet(nn.Module):
+        """UNet with two downsamplings; forward: float [B, 5, R, R] -> logits [B, 1, 2R, 2R]
+        (R divisible by 4). ``threshold`` (a buffer, saved with the weights) is the decoding
+        probability threshold."""
+
+        def __init__(self, width: int):
+            super().__init__()
+            c = width
+            self.width = width
+            self.enc1 = nn.Sequential(_block(5, c), _block(c, c))
+            self.enc2 = nn.Sequential(_block(c, 2 * c, stride=2), _block(2 * c, 2 * c))
+            self.mid = nn.Sequential(_block(2 * c, 4 * c, stride=2), _block(4 * c, 4 * c),
+                                     _block(4 * c, 4 * c, dilation=2))
+            self.dec2 = nn.Sequential(_block(6 * c, 2 * c), _block(2 * c, 2 * c))
+            self.dec1 = nn.Sequential(_block(3 * c, c), _block(c, c))
+            self.head = nn.Sequential(nn.Conv2d(c, HEATMAP_SCALE ** 2, 3, padding=1),
+                                      nn.PixelShuffle(HEATMAP_SCALE))
+            # a low initial object probability (CenterNet's prior bias -2.19 ~ p = 0.1)
+            nn.init.constant_(self.head[0].bias, -2.19)
+            self.register_buffer("threshold", torch.tensor(DEFAULT_THRESHOLD))
+
+        def forward(self, x):
+            s1 = self.enc1(x)
+            s2 = self.enc2(s1)
+            s3 = self.mid(s2)
+            d2 = self.dec2(torch.cat([F.interpolate(s3, scale_factor=2.0), s2], 1))
+            d1 = self.dec1(torch.cat([F.interpolate(d2, scale_factor=2.0), s1], 1))
+            return self.head(d1)
+
+    return CentreNet
 
 
 def build_network(width: int = 32):
-    """Conv net with dilations 1, 2, 4, 8, 1 (receptive field 33 px); 5 input channels."""
-    import torch.nn as nn
-
-    layers, channels = [], 5
-    for dilation in (1, 2, 4, 8, 1):
-        layers += [nn.Conv2d(channels, width, 3, padding=dilation, dilation=dilation),
-                   nn.GroupNorm(4, width), nn.SiLU()]
-        channels = width
-    layers.append(nn.Conv2d(width, 1, 1))
-    return nn.Sequential(*layers)
+    """An untrained :class:`CentreNet` of ``width`` base channels (a multiple of 4)."""
+    if width < 4 or width % 4:
+        raise ValueError(f"width must be a positive multiple of 4, got {width}")
+    return _network_class()(width)
 
 
-def network_input(images: np.ndarray):
-    """uint8 [B, H, W, 3] -> float32 tensor [B, 5, H, W]: RGB in [-1, 1] and (u, v) maps."""
+def to_working_resolution(images: np.ndarray):
+    """uint8 [B, H, W, 3] (square) -> float32 tensor [B, 3, 32, 32] in [-1, 1]: area average
+    when H is a multiple of 32, bilinear (antialiased) resampling otherwise."""
     import torch
+    import torch.nn.functional as F
 
     x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    size = x.shape[-1]
+    if size == WORKING_RESOLUTION:
+        return x
+    if size % WORKING_RESOLUTION == 0:
+        return F.avg_pool2d(x, size // WORKING_RESOLUTION)
+    return F.interpolate(x, size=(WORKING_RESOLUTION, WORKING_RESOLUTION), mode="bilinear",
+                         antialias=True, align_corners=False)
+
+
+def add_coordinates(x):
+    """float [B, 3, R, R] -> [B, 5, R, R]: appends the (u, v) maps of the pixel centres."""
+    import torch
+
     b, _, h, w = x.shape
     u = (2 * (torch.arange(w) + 0.5) / w - 1).view(1, 1, 1, w).expand(b, 1, h, w)
     v = (2 * (torch.arange(h) + 0.5) / h - 1).view(1, 1, h, 1).expand(b, 1, h, w)
     return torch.cat([x, u, v], dim=1)
 
 
+def network_input(images: np.ndarray):
+    """uint8 [B, H, W, 3] -> float32 tensor [B, 5, 32, 32] (working resolution + (u, v))."""
+    return add_coordinates(to_working_resolution(images))
+
+
 def heatmap_targets(locations: list[np.ndarray], size: int) -> np.ndarray:
-    """float32 [B, 1, S, S]: max over objects of exp(-d^2 / (2 sigma^2)), d the pixel distance
-    between a pixel centre and the object's centre (locations in [-1, 1])."""
-    centres = (np.arange(size) + 0.5)
+    """float32 [B, 1, S, S] targets for a heatmap of S x S cells: per object (location
+    (u, v) in [-1, 1]) exp(-d^2 / (2 sigma^2)), d the distance in cells between a cell centre
+    and the object's centre, and exactly 1 in the cell holding the centre; max over objects."""
+    centres = np.arange(size) + 0.5
     out = np.zeros((len(locations), 1, size, size), dtype=np.float32)
     for b, locs in enumerate(locations):
-        for u, v in np.asarray(locs).reshape(-1, 2):
+        for u, v in np.asarray(locs, dtype=np.float64).reshape(-1, 2):
             col, row = (u + 1) * size / 2, (v + 1) * size / 2
             d2 = (centres[None, :] - col) ** 2 + (centres[:, None] - row) ** 2
-            out[b, 0] = np.maximum(out[b, 0], np.exp(-d2 / (2 * TARGET_SIGMA_PX ** 2)))
+            blob = np.exp(-d2 / (2 * TARGET_SIGMA_CELLS ** 2))
+            r, c = int(np.clip(np.floor(row), 0, size - 1)), int(np.clip(np.floor(col), 0, size - 1))
+            blob[r, c] = 1.0
+            out[b, 0] = np.maximum(out[b, 0], blob)
     return out
 
 
-def decode_heatmap(prob: np.ndarray, threshold: float = PEAK_THRESHOLD) -> list[np.ndarray]:
-    """prob [B, S, S] -> per image float [n, 2] centres (u, v) of the 3x3 local maxima >= threshold."""
+def focal_loss(logits, target):
+    """CenterNet's penalty-reduced focal loss, summed and divided by max(1, #positives):
+    positives (target == 1): -(1-p)^a log p; others: -(1-y)^b p^a log(1-p)."""
+    import torch
+    import torch.nn.functional as F
+
+    positive = target >= 1.0
+    p = torch.sigmoid(logits)
+    log_p, log_not_p = F.logsigmoid(logits), F.logsigmoid(-logits)
+    pos_loss = ((1 - p) ** FOCAL_ALPHA * log_p)[positive].sum()
+    neg_loss = ((1 - target) ** FOCAL_BETA * p ** FOCAL_ALPHA * log_not_p)[~positive].sum()
+    return -(pos_loss + neg_loss) / positive.sum().clamp(min=1)
+
+
+def decode_heatmap(prob: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> list[np.ndarray]:
+    """prob [B, S, S] -> per image float [n, 2] centres (u, v) of the cells that are the
+    maximum of their 3x3 neighbourhood with probability >= threshold, refined to the
+    probability-weighted mean cell position of that neighbourhood."""
     from scipy.ndimage import maximum_filter
 
-    results = []
+    prob = np.asarray(prob, dtype=np.float64)
     size = prob.shape[-1]
-    for p in prob:
-        peaks = (p >= threshold) & (p == maximum_filter(p, size=3, mode="constant"))
-        centres = []
-        for row, col in zip(*np.nonzero(peaks)):
-            r0, r1, c0, c1 = max(row - 1, 0), min(row + 2, size), max(col - 1, 0), min(col + 2, size)
-            patch = p[r0:r1, c0:c1]
-            rows, cols = np.mgrid[r0:r1, c0:c1]
-            r = (patch * rows).sum() / patch.sum()
-            c = (patch * cols).sum() / patch.sum()
-            centres.append([2 * (c + 0.5) / size - 1, 2 * (r + 0.5) / size - 1])
-        results.append(np.asarray(centres, dtype=np.float64).reshape(-1, 2))
+    peaks = (prob >= threshold) & (prob == maximum_filter(prob, size=(1, 3, 3), mode="constant"))
+    padded = np.pad(prob, ((0, 0), (1, 1), (1, 1)))
+    offsets = np.arange(-1, 2)
+    results = []
+    for b in range(len(prob)):
+        rows, cols = np.nonzero(peaks[b])
+        # 3x3 neighbourhoods [n, 3, 3] (in the padded map, cell (r, c) sits at (r+1, c+1))
+        patches = padded[b][rows[:, None, None] + 1 + offsets[None, :, None],
+                            cols[:, None, None] + 1 + offsets[None, None, :]]
+        weight = patches.sum(axis=(1, 2))
+        r = rows + (patches.sum(axis=2) @ offsets) / weight
+        c = cols + (patches.sum(axis=1) @ offsets) / weight
+        centres = np.stack([2 * (c + 0.5) / size - 1, 2 * (r + 0.5) / size - 1], axis=-1)
+        results.append(centres.reshape(-1, 2))
     return results
 
 
-def load_detector(path: str | Path):
-    """A trained network from ``detector.pt`` (state dict + width)."""
+def save_detector(network, path: str | Path) -> None:
+    """Atomically write ``{"architecture", "width", "state_dict"}`` (threshold included)."""
     import torch
 
+    from localcomp.provenance import write_bytes_atomic
+
+    buffer = io.BytesIO()
+    torch.save({"architecture": ARCHITECTURE, "width": network.width,
+                "state_dict": {k: v.detach().clone() for k, v in network.state_dict().items()}},
+               buffer)
+    write_bytes_atomic(path, buffer.getvalue())
+
+
+def load_detector(path: str | Path):
+    """A trained network (eval mode) from a checkpoint written by :func:`save_detector` (or a
+    bare ``{"width", "state_dict"}`` of this architecture; threshold then the default).
+    UserError for a checkpoint of another architecture (e.g. the old dilated conv net)."""
+    import torch
+
+    from localcomp.errors import UserError
+
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    architecture = checkpoint.get("architecture", ARCHITECTURE)
     network = build_network(int(checkpoint["width"]))
-    network.load_state_dict(checkpoint["state_dict"])
+    state = dict(checkpoint["state_dict"])
+    state.setdefault("threshold", network.threshold)
+    if architecture != ARCHITECTURE or set(state) != set(network.state_dict()):
+        raise UserError(f"--detector: {path} holds a different detector architecture "
+                        f"({architecture!r}, {len(state)} tensors) than this code's "
+                        f"{ARCHITECTURE!r}; retrain it with `localcomp clevr detector train`")
+    network.load_state_dict(state)
     network.eval()
     return network
 
 
-def detect_objects(detector, images: np.ndarray, batch_size: int = 256) -> list[np.ndarray]:
-    """Object centres per image: list of float [n_i, 2] in the [-1, 1] convention.
-    ``detector``: a network from :func:`build_network`/:func:`load_detector` or a path."""
+def predict_heatmaps(network, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Object-centre probabilities float32 [B, 64, 64] for uint8 images [B, H, W, 3]."""
     import torch
 
-    if isinstance(detector, (str, Path)):
-        detector = load_detector(detector)
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
         raise ValueError(f"images must be uint8 [B, H, W, 3], got {images.dtype} {images.shape}")
-    out: list[np.ndarray] = []
+    if images.shape[1] != images.shape[2]:
+        raise ValueError(f"images must be square, got {images.shape[1]}x{images.shape[2]}")
+    size = WORKING_RESOLUTION * HEATMAP_SCALE
+    out = np.zeros((len(images), size, size), dtype=np.float32)
+    was_training = network.training
+    network.eval()
     with torch.no_grad():
         for start in range(0, len(images), batch_size):
-            logits = detector(network_input(images[start:start + batch_size]))
-            out.extend(decode_heatmap(torch.sigmoid(logits[:, 0]).numpy()))
+            logits = network(network_input(images[start:start + batch_size]))
+            out[start:start + batch_size] = torch.sigmoid(logits[:, 0]).numpy()
+    network.train(was_training)
     return out
 
 
-def train_detector(datasets: list, steps: int, seed: int, batch_size: int = 32,
-                   width: int = 32, lr: float = 3e-3, progress: bool = True):
-    """Train on ``datasets`` (list of :class:`empirical.dataset.ClevrData`, any resolutions);
-    each step draws a batch from one dataset in turn. Returns (network, loss history)."""
+def detect_objects(detector, images: np.ndarray, batch_size: int = 256,
+                   threshold: float | None = None) -> list[np.ndarray]:
+    """Object centres per image: list of float [n_i, 2] in the [-1, 1] convention.
+    ``detector``: a network from :func:`build_network`/:func:`load_detector` or a path;
+    ``threshold`` defaults to the one stored with the network."""
+    if isinstance(detector, (str, Path)):
+        detector = load_detector(detector)
+    threshold = float(detector.threshold) if threshold is None else threshold
+    return decode_heatmap(predict_heatmaps(detector, images, batch_size), threshold)
+
+
+# --- training ----------------------------------------------------------------------------
+
+def augment(x, rng: np.random.Generator):
+    """Photometric augmentation of float [B, 3, R, R] images in [-1, 1] (per image, each with
+    probability 1/2): brightness/contrast (gain U(0.8, 1.2), offset U(-0.1, 0.1)), Gaussian
+    blur (sigma U(0.3, 0.8) px), additive Gaussian noise (std U(0, 0.08)); clipped to [-1, 1].
+    No flips: the camera is fixed and the (u, v) channels encode perspective."""
     import torch
     import torch.nn.functional as F
+
+    b = x.shape[0]
+    x = x.clone()
+    on = torch.from_numpy(rng.random((3, b)) < 0.5)
+    gain = torch.from_numpy(rng.uniform(0.8, 1.2, b)).float().view(b, 1, 1, 1)
+    offset = torch.from_numpy(rng.uniform(-0.1, 0.1, b)).float().view(b, 1, 1, 1)
+    x = torch.where(on[0].view(b, 1, 1, 1), x * gain + offset, x)
+    sigma = rng.uniform(0.3, 0.8, b)
+    taps = np.arange(-2, 3)
+    kernels = np.exp(-taps[None, :] ** 2 / (2 * sigma[:, None] ** 2))
+    kernels = torch.from_numpy(kernels / kernels.sum(1, keepdims=True)).float()   # [B, 5]
+    blurred = x.permute(1, 0, 2, 3).reshape(1, 3 * b, *x.shape[2:])                # [1, 3B, R, R]
+    weight_h = kernels.repeat_interleave(3, 0).view(3 * b, 1, 1, 5)
+    weight_v = kernels.repeat_interleave(3, 0).view(3 * b, 1, 5, 1)
+    # channel order after permute is (c, b): reorder the per-image kernels to match
+    order = torch.arange(3 * b).view(b, 3).t().reshape(-1)
+    weight_h, weight_v = weight_h[order], weight_v[order]
+    blurred = F.conv2d(F.pad(blurred, (2, 2, 0, 0), mode="replicate"), weight_h, groups=3 * b)
+    blurred = F.conv2d(F.pad(blurred, (0, 0, 2, 2), mode="replicate"), weight_v, groups=3 * b)
+    blurred = blurred.view(3, b, *x.shape[2:]).permute(1, 0, 2, 3)
+    x = torch.where(on[1].view(b, 1, 1, 1), blurred, x)
+    noise_std = torch.from_numpy(rng.uniform(0, 0.08, b)).float().view(b, 1, 1, 1)
+    noise = torch.from_numpy(rng.standard_normal(x.shape)).float() * noise_std
+    x = torch.where(on[2].view(b, 1, 1, 1), x + noise, x)
+    return x.clamp(-1, 1)
+
+
+def object_locations(data) -> list[np.ndarray]:
+    """Per image float [n, 2]: every object's centre (u, v) from a dataset's metadata."""
+    return [np.array([o["location"] for o in m["objects"]], dtype=np.float64).reshape(-1, 2)
+            for m in data.metadata]
+
+
+def train_detector(datasets: list, steps: int, seed: int, batch_size: int = 32,
+                   width: int = 32, lr: float = 2e-3, progress: bool = True,
+                   checkpoint: str | Path | None = None, checkpoint_every: int = 500,
+                   ema_decay: float = 0.998):
+    """Train on ``datasets`` (:class:`empirical.dataset.ClevrData`, any square resolutions;
+    all images are taken to the working resolution once, up front); batches are drawn
+    uniformly over the pooled images, augmented (:func:`augment`), with AdamW and a one-cycle
+    schedule. Returns (EMA network in eval mode, loss history). With ``checkpoint`` the EMA
+    network is saved there every ``checkpoint_every`` steps (a killed run keeps its progress)."""
+    import copy
+
+    import torch
     from tqdm import tqdm
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
+    images = torch.cat([to_working_resolution(d.images) for d in datasets])
+    locations = [loc for d in datasets for loc in object_locations(d)]
+    targets = torch.from_numpy(heatmap_targets(locations, WORKING_RESOLUTION * HEATMAP_SCALE))
     network = build_network(width)
-    optimiser = torch.optim.Adam(network.parameters(), lr=lr)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=steps)
-    targets = [heatmap_targets([np.array([o["location"] for o in m["objects"]]).reshape(-1, 2)
-                                for m in d.metadata], d.images.shape[1]) for d in datasets]
+    ema = copy.deepcopy(network)
+    optimiser = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=steps,
+                                                   pct_start=0.15)
     losses = []
-    for step in tqdm(range(steps), desc="train detector", disable=not progress):
-        which = step % len(datasets)
-        idx = rng.integers(0, len(datasets[which].images), size=batch_size)
-        images = datasets[which].images[idx]
-        if rng.random() < 0.5:  # the camera is fixed: no flips; brightness jitter only
-            images = np.clip(images.astype(np.int16) + rng.integers(-8, 9), 0, 255).astype(np.uint8)
-        logits = network(network_input(images))
-        target = torch.from_numpy(targets[which][idx])
-        weight = 1 + (POSITIVE_WEIGHT - 1) * target
-        loss = F.binary_cross_entropy_with_logits(logits, target, weight=weight)
+    bar = tqdm(range(steps), desc="train detector", disable=not progress)
+    for step in bar:
+        idx = torch.from_numpy(rng.integers(0, len(images), size=batch_size))
+        x = add_coordinates(augment(images[idx], rng))
+        loss = focal_loss(network(x), targets[idx])
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
         schedule.step()
-        losses.append(float(loss))
-    network.eval()
-    return network, losses
+        with torch.no_grad():
+            decay = min(ema_decay, (1 + step) / (10 + step))
+            for e, p in zip(ema.parameters(), network.parameters()):
+                e.mul_(decay).add_(p.detach(), alpha=1 - decay)
+            for e, p in zip(ema.buffers(), network.buffers()):
+                e.copy_(p)
+        losses.append(float(loss.detach()))
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
+        if checkpoint is not None and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
+            save_detector(ema, checkpoint)
+    ema.eval()
+    return ema, losses
 
 
-def count_accuracy(detector, data, tolerance: float | None = None) -> dict:
-    """Per K (true object count): exact-count accuracy and, with ``tolerance``, the rate at
-    which the detections match the true centres one-to-one (see :mod:`empirical.kmax`)."""
-    from empirical.kmax import DEFAULT_TOLERANCE, sample_succeeds
+# --- evaluation --------------------------------------------------------------------------
 
-    tolerance = DEFAULT_TOLERANCE if tolerance is None else tolerance
-    detections = detect_objects(detector, data.images)
+def per_k_accuracy(detections: list[np.ndarray], truths: list[np.ndarray],
+                   tolerance: float) -> dict:
+    """Per K (true object count): n, exact-count accuracy and location match rate (exactly K
+    detections, Hungarian-matched one-to-one within ``tolerance``, see :mod:`empirical.kmax`)."""
+    from empirical.kmax import sample_succeeds
+
     per_k: dict[int, dict] = {}
-    for found, meta in zip(detections, data.metadata):
-        truth = np.array([o["location"] for o in meta["objects"]]).reshape(-1, 2)
+    for found, truth in zip(detections, truths):
         entry = per_k.setdefault(len(truth), {"n": 0, "exact": 0, "matched": 0})
         entry["n"] += 1
         entry["exact"] += int(len(found) == len(truth))
         entry["matched"] += int(sample_succeeds(found, truth, tolerance))
     return {k: {"n": e["n"], "exact_count_accuracy": e["exact"] / e["n"],
                 "location_match_rate": e["matched"] / e["n"]} for k, e in sorted(per_k.items())}
+
+
+def count_accuracy(detector, data, tolerance: float | None = None,
+                   threshold: float | None = None) -> dict:
+    """:func:`per_k_accuracy` of ``detector`` on a dataset (default Kmax tolerance)."""
+    from empirical.kmax import DEFAULT_TOLERANCE
+
+    tolerance = DEFAULT_TOLERANCE if tolerance is None else tolerance
+    detections = detect_objects(detector, data.images, threshold=threshold)
+    return per_k_accuracy(detections, object_locations(data), tolerance)
+
+
+def tune_threshold(network, datasets: list, candidates: np.ndarray | None = None) -> dict:
+    """Pick the decoding threshold on validation ``datasets``: the candidate maximizing the
+    smallest per-K exact-count accuracy (over every dataset and K), ties broken by the mean.
+    Returns {"threshold", "min_accuracy", "mean_accuracy", "scores": [[t, min, mean], ...]}."""
+    candidates = np.round(np.arange(0.1, 0.901, 0.025), 3) if candidates is None else candidates
+    heatmaps = [predict_heatmaps(network, d.images) for d in datasets]
+    counts = [np.array([len(loc) for loc in object_locations(d)]) for d in datasets]
+    scores = []
+    for t in candidates:
+        accs = []
+        for heat, truth in zip(heatmaps, counts):
+            found = np.array([len(c) for c in decode_heatmap(heat, float(t))])
+            accs += [float(np.mean(found[truth == k] == k)) for k in np.unique(truth)]
+        scores.append([float(t), min(accs), float(np.mean(accs))])
+    best = max(scores, key=lambda s: (s[1], s[2]))
+    return {"threshold": best[0], "min_accuracy": best[1], "mean_accuracy": best[2],
+            "scores": scores}
+
+
+def _summary(per_k: dict) -> dict:
+    return {"min_exact_count_accuracy": min(e["exact_count_accuracy"] for e in per_k.values()),
+            "min_location_match_rate": min(e["location_match_rate"] for e in per_k.values())}
 
 
 def train_detector_cli(args) -> int:
@@ -169,43 +397,64 @@ def train_detector_cli(args) -> int:
     from localcomp.errors import UserError
     from localcomp.provenance import write_json_atomic, write_run_record
 
-    for name in ("steps", "width", "batch_size"):
+    for name in ("steps", "width", "batch_size", "threads"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')}: must be >= 1, got {getattr(args, name)}")
     if args.width % 4:
-        raise UserError(f"--width: must be a multiple of 4 (GroupNorm with 4 groups), got {args.width}")
+        raise UserError(f"--width: must be a multiple of 4 (GroupNorm groups), got {args.width}")
+    if not args.lr > 0:
+        raise UserError(f"--lr: must be > 0, got {args.lr}")
+    torch.set_num_threads(args.threads)
     datasets = [load_dataset(path) for path in args.data]
+    validation = [load_dataset(path) for path in (args.val or [])]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.time()
-    network, losses = train_detector(datasets, args.steps, args.seed,
-                                     batch_size=args.batch_size, width=args.width)
-    torch.save({"width": network[0].out_channels, "state_dict": network.state_dict()},
-               out / "detector.pt")
-    report = {"steps": args.steps, "seconds": time.time() - start, "final_loss": losses[-1],
-              "loss_every_100": losses[::100], "data": args.data,
-              "train_accuracy": {str(d.images.shape[1]): count_accuracy(network, d)
-                                 for d in datasets}}
+    network, losses = train_detector(datasets, args.steps, args.seed, batch_size=args.batch_size,
+                                     width=args.width, lr=args.lr, checkpoint=out / "detector.pt")
+    train_seconds = time.time() - start
+    tuning = None
+    if validation:
+        tuning = tune_threshold(network, validation)
+        network.threshold.fill_(tuning["threshold"])
+    save_detector(network, out / "detector.pt")
+    report = {"steps": args.steps, "seconds": train_seconds, "final_loss": losses[-1],
+              "loss_mean_every_100": [float(np.mean(losses[i:i + 100]))
+                                      for i in range(0, len(losses), 100)],
+              "data": args.data, "validation": args.val, "threshold": float(network.threshold),
+              "threshold_tuning": tuning,
+              "parameters": sum(p.numel() for p in network.parameters())}
+    if validation:
+        report["validation_accuracy"] = {}
+        for path, d in zip(args.val, validation):
+            per_k = count_accuracy(network, d)
+            report["validation_accuracy"][path] = {"per_k": per_k, **_summary(per_k)}
     write_json_atomic(out / "train.json", report)
     write_run_record(out, config={k: v for k, v in vars(args).items() if k != "func"},
                      seed=args.seed)
-    print(json.dumps({"out": str(out), "seconds": round(report["seconds"], 1),
-                      "final_loss": report["final_loss"]}))
+    print(json.dumps({"out": str(out), "seconds": round(train_seconds, 1),
+                      "final_loss": report["final_loss"], "threshold": report["threshold"]}))
     return 0
 
 
 def eval_detector_cli(args) -> int:
+    import torch
+
     from empirical.dataset import load_dataset
+    from localcomp.errors import UserError
     from localcomp.provenance import write_json_atomic
 
+    if not Path(args.detector).exists():
+        raise UserError(f"--detector: {args.detector} does not exist")
+    torch.set_num_threads(1)
     network = load_detector(args.detector)
-    report = {"detector": args.detector, "per_resolution": {}}
+    report = {"detector": args.detector, "threshold": float(network.threshold),
+              "per_resolution": {}}
     for path in args.data:
         data = load_dataset(path)
         per_k = count_accuracy(network, data)
         report["per_resolution"][str(data.images.shape[1])] = {
-            "data": path, "per_k": per_k,
-            "min_exact_count_accuracy": min(e["exact_count_accuracy"] for e in per_k.values())}
+            "data": path, "per_k": per_k, **_summary(per_k)}
     write_json_atomic(args.json, report)
     print(json.dumps({r: v["min_exact_count_accuracy"]
                       for r, v in report["per_resolution"].items()}))

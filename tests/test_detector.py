@@ -4,7 +4,10 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from empirical.detector import decode_heatmap, detect_objects, build_network, heatmap_targets
+from empirical.detector import (HEATMAP_SCALE, WORKING_RESOLUTION, augment, build_network,
+                                count_accuracy, decode_heatmap, detect_objects, focal_loss,
+                                heatmap_targets, load_detector, save_detector, to_working_resolution,
+                                train_detector, tune_threshold)
 from empirical.kmax import evaluate_kmax, kmax, match_locations, sample_succeeds
 
 points = st.lists(st.tuples(st.floats(-1, 1), st.floats(-1, 1)), min_size=0, max_size=8)
@@ -41,14 +44,14 @@ def test_kmax_is_largest_k_before_first_failure():
 
 
 def _blob_image(locations, size):
-    """A synthetic 'heatmap' with a 3x3 blob at each location."""
+    """A synthetic 'heatmap': the training target of objects at ``locations``."""
     return heatmap_targets([np.asarray(locations)], size)[0, 0]
 
 
 @given(st.integers(0, 6), st.integers(0, 100))
 def test_decode_recovers_separated_centres(n, seed):
     rng = np.random.default_rng(seed)
-    size = 32
+    size = 64
     cells = rng.choice(16, size=n, replace=False)  # a 4x4 grid of well-separated cells
     locations = np.stack([(cells % 4) * 0.45 - 0.7, (cells // 4) * 0.45 - 0.7], 1) + \
         rng.uniform(-0.03, 0.03, (n, 2))
@@ -56,6 +59,96 @@ def test_decode_recovers_separated_centres(n, seed):
     assert len(found) == n
     matched, extra = match_locations(found, locations, tolerance=1 / size)
     assert matched.all() and extra == 0
+
+
+@given(st.floats(-0.8, 0.8), st.floats(-0.8, 0.8), st.floats(0, 2 * np.pi))
+def test_targets_keep_centres_1_2_px_apart_separate(u, v, angle):
+    """At 32 px two projected centres can lie 1.2 px apart; on the 2x heatmap (64 cells)
+    the targets still decode to two peaks at the right places."""
+    step = 1.2 * 2 / 32                       # 1.2 px of a 32 px image in [-1, 1] units
+    locations = np.array([[u, v], [u + step * np.cos(angle), v + step * np.sin(angle)]])
+    target = heatmap_targets([locations], WORKING_RESOLUTION * HEATMAP_SCALE)
+    assert target.max() == 1.0 and (target == 1.0).sum() == 2
+    found = decode_heatmap(target[:, 0], threshold=0.5)[0]
+    # within one pixel (the neighbour's blob pulls the 3x3 refinement by up to ~1/3 px);
+    # Kmax's tolerance is 2 px
+    matched, extra = match_locations(found, locations, tolerance=2 / 32)
+    assert len(found) == 2 and matched.all() and extra == 0
+
+
+def test_working_resolution_area_averages_64_px_images():
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    big = np.repeat(np.repeat(small, 2, axis=1), 2, axis=2)   # each pixel as a 2x2 block
+    np.testing.assert_allclose(to_working_resolution(big).numpy(),
+                               to_working_resolution(small).numpy(), atol=1e-6)
+    assert tuple(to_working_resolution(small[:, :16, :16]).shape) == (2, 3, 32, 32)
+
+
+def test_augment_is_seeded_bounded_and_changes_images():
+    import torch
+    x = torch.rand(16, 3, 32, 32) * 2 - 1
+    a, b = augment(x, np.random.default_rng(1)), augment(x, np.random.default_rng(1))
+    assert torch.equal(a, b) and a.shape == x.shape and a.abs().max() <= 1
+    changed = (a - x).abs().flatten(1).max(1).values > 1e-6
+    assert 0 < int(changed.sum()) <= 16  # each of 3 augmentations is on with prob. 1/2
+
+
+def test_focal_loss_prefers_the_target():
+    import torch
+    target = torch.from_numpy(heatmap_targets([np.array([[0.1, -0.3], [0.5, 0.5]])], 64))
+    good = torch.where(target >= 1, torch.tensor(6.0), torch.tensor(-6.0))
+    assert float(focal_loss(good, target)) < 0.05 < float(focal_loss(-good, target))
+
+
+def _blob_dataset(n, seed, max_objects=3):
+    """ClevrData-like stand-in: 32 px images of 0..max_objects well-separated blobs."""
+    from types import SimpleNamespace
+    from empirical.synthetic import blob_image
+    rng = np.random.default_rng(seed)
+    images, metadata = [], []
+    for _ in range(n):
+        k = int(rng.integers(0, max_objects + 1))
+        cells = rng.choice(9, size=k, replace=False)   # 3x3 grid: no touching blobs
+        locs = np.stack([(cells % 3) * 0.6 - 0.6, (cells // 3) * 0.6 - 0.6], 1) + \
+            rng.uniform(-0.1, 0.1, (k, 2))
+        colours = rng.uniform(0.3, 1, (k, 3))
+        image = blob_image(locs, colours, 32, radius=1.5)
+        images.append(np.round((image.transpose(1, 2, 0) + 1) * 127.5).astype(np.uint8))
+        metadata.append({"objects": [{"location": list(map(float, l))} for l in locs]})
+    return SimpleNamespace(images=np.stack(images), metadata=metadata)
+
+
+def test_training_on_blobs_lowers_loss_and_counts_them(torch_one_thread, tmp_path):
+    train = _blob_dataset(64, seed=0)
+    network, losses = train_detector([train], steps=150, seed=0, batch_size=16, width=8,
+                                     lr=1e-2, progress=False, checkpoint=tmp_path / "d.pt",
+                                     checkpoint_every=100)
+    assert np.mean(losses[-20:]) < 0.5 * np.mean(losses[:20])
+    assert (tmp_path / "d.pt").exists()                        # the periodic checkpoint
+    held_out = _blob_dataset(40, seed=1)
+    tuning = tune_threshold(network, [held_out])
+    assert 0.1 <= tuning["threshold"] <= 0.9
+    per_k = count_accuracy(network, held_out, threshold=tuning["threshold"])
+    assert tuning["min_accuracy"] == min(e["exact_count_accuracy"] for e in per_k.values())
+    assert all(e["exact_count_accuracy"] >= 0.9 for e in per_k.values()), per_k
+    # the saved checkpoint reproduces the detections and keeps the tuned threshold
+    network.threshold.fill_(tuning["threshold"])
+    save_detector(network, tmp_path / "det.pt")
+    loaded = load_detector(tmp_path / "det.pt")
+    assert float(loaded.threshold) == pytest.approx(tuning["threshold"])
+    for a, b in zip(detect_objects(loaded, held_out.images), detect_objects(network, held_out.images)):
+        np.testing.assert_allclose(a, b)
+
+
+def test_load_rejects_another_architecture(tmp_path):
+    import torch
+    from localcomp.errors import UserError
+    torch.save({"width": 8, "state_dict": {"0.weight": torch.zeros(8, 5, 3, 3)}}, tmp_path / "old.pt")
+    with pytest.raises(UserError, match="architecture"):
+        load_detector(tmp_path / "old.pt")
+    torch.save({"width": 4, "state_dict": build_network(4).state_dict()}, tmp_path / "bare.pt")
+    assert load_detector(tmp_path / "bare.pt").width == 4   # a bare state dict of this net loads
 
 
 def test_evaluate_kmax_with_a_stub_detector(monkeypatch):
@@ -70,9 +163,9 @@ def test_evaluate_kmax_with_a_stub_detector(monkeypatch):
     assert result["per_k"] == {0: 1.0, 1: 1.0, 2: 1.0, 3: 0.0} and result["kmax"] == 2
 
 
-def test_network_is_fully_convolutional():
+def test_detect_objects_takes_any_square_size():
     network = build_network(8)
-    for size in (16, 32):
+    for size in (16, 32, 64):
         out = detect_objects(network, np.zeros((2, size, size, 3), np.uint8))
         assert len(out) == 2 and all(o.shape[1] == 2 for o in out)
     with pytest.raises(ValueError, match="uint8"):
