@@ -11,6 +11,7 @@ exp3        all           unet/global     all locations summed into one FiLM vec
 exp2l       one           patch k=2       Exp.2 data, patch-local denoiser (recovers)
 exp3l       all           patch k=2       Exp.3 data and global encoder, made patch-local
 exp2l-k8    one           patch k=8       control: patch covers the image, failure returns
+exp2l-clean one           patch k=2       Exp.2L, background patch free of every object
 ==========  ============  ==============  ==============================================
 
 Exp.3 is our choice of "second failing construction" (the paper leaves it open): it is trained on
@@ -43,6 +44,7 @@ class Experiment:
     cond_mode: str             # "tokens" (cross-attention) or "global" (summed FiLM vector)
     k: int | None = None       # patch half-width in cells (patch models)
     description: str = ""
+    background: str = "no_conditioner"  # patch models: what the second training patch avoids
 
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
@@ -52,6 +54,9 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
     Experiment("exp2l", "one", "patch", "tokens", 2, "Exp.2 data, patch-local denoiser k=2"),
     Experiment("exp3l", "all", "patch", "global", 2, "Exp.3 data and encoder, patch-local k=2"),
     Experiment("exp2l-k8", "one", "patch", "tokens", 8, "control: patch-local k=8 (whole image)"),
+    Experiment("exp2l-clean", "one", "patch", "tokens", 2,
+               "Exp.2L whose second training patch holds no object at all (listed or not)",
+               background="no_object"),
 ]}
 
 
@@ -142,7 +147,7 @@ def make_train_config(experiment: str, preset: str = "mini", seed: int = 0, step
     if exp.model_type == "unet":
         unet = replace(pre.unet, cond_mode=exp.cond_mode)
     else:
-        patch = PatchConfig(img_resolution=pre.resolution, k=exp.k,
+        patch = PatchConfig(img_resolution=pre.resolution, k=exp.k, background=exp.background,
                             net=replace(pre.patch_net, cond_mode=exp.cond_mode))
     schedule = replace(pre.schedule, batch_size=batch_size or pre.schedule.batch_size,
                        steps=steps or pre.schedule.steps, lr=lr or pre.schedule.lr,

@@ -56,12 +56,18 @@ class PatchConfig:
     k: int = 2
     net: UNetConfig = UNetConfig(img_resolution=16, channel_mult=(1, 2))
     chunk_size: int = 4096  # patches per network call at inference
+    # training's second patch per image: "no_conditioner" (its patch holds no *listed* conditioner,
+    # the default) or "no_object" (its patch holds no object at all, listed or not; needs the full
+    # object list, see ``training_loss(objects=...)``); only differs under ``one`` conditioning
+    background: str = "no_conditioner"
 
     def __post_init__(self):
         if self.img_resolution % self.grid:
             raise ValueError(f"img_resolution {self.img_resolution} not divisible by grid {self.grid}")
         if self.k < 0:
             raise ValueError("k must be >= 0")
+        if self.background not in ("no_conditioner", "no_object"):
+            raise ValueError(f"background must be 'no_conditioner' or 'no_object', got {self.background!r}")
 
     @property
     def cell(self) -> int:
@@ -169,16 +175,24 @@ class PatchLocalDenoiser(nn.Module):
         return cells.permute(0, 3, 1, 4, 2, 5).reshape(b, ch, h, w)
 
     # -- training: two patches per image ----------------------------------------------------------
-    def choose_cells(self, cond, mask, generator) -> torch.Tensor:
+    def choose_cells(self, cond, mask, generator, objects=None) -> torch.Tensor:
         """Per image one patch centre whose patch contains a conditioner and one whose patch
-        contains none: ``[B, 2, 2]`` (row, col); fallback to uniform when a kind does not exist."""
+        contains none: ``[B, 2, 2]`` (row, col); fallback to uniform when a kind does not exist.
+        With ``config.background == "no_object"`` and ``objects = (locations [B,M,2], mask [B,M])``
+        (every object of the image), the second patch must contain no object at all."""
         g, k = self.config.grid, self.config.k
         b = cond.shape[0]
         cells_rc = _all_cells(g, cond.device).expand(b, g * g, 2)
         _, inside = relative_conditioners(cond, mask, cells_rc, g, k)
         has = inside.any(dim=2).float().cpu()                            # [B, N]; CPU generator
+        empty = 1 - has
+        if self.config.background == "no_object":
+            if objects is None:
+                raise ValueError("background='no_object' needs objects=(locations, mask) of every object")
+            _, holds_object = relative_conditioners(objects[0], objects[1], cells_rc, g, k)
+            empty = 1 - holds_object.any(dim=2).float().cpu()
         picks = []
-        for weights in (has, 1 - has):
+        for weights in (has, empty):
             weights = torch.where(weights.sum(1, keepdim=True) > 0, weights, torch.ones_like(weights))
             picks.append(torch.multinomial(weights, 1, generator=generator)[:, 0])
         idx = torch.stack(picks, dim=1).to(cond.device)                   # [B, 2]
@@ -191,11 +205,12 @@ class PatchLocalDenoiser(nn.Module):
                             for bi in range(cells_rc.shape[0])
                             for r, c in cells_rc[bi].tolist()])
 
-    def training_loss(self, images, cond, mask, generator, sigma_dist: SigmaDistribution):
-        """Mean over images of the average EDM loss of its two patches (centre cell only)."""
+    def training_loss(self, images, cond, mask, generator, sigma_dist: SigmaDistribution, objects=None):
+        """Mean over images of the average EDM loss of its two patches (centre cell only).
+        ``objects``: every object's (locations, mask), used by ``background="no_object"``."""
         cfg = self.config
         b = images.shape[0]
-        cells_rc = self.choose_cells(cond, mask, generator)              # [B, 2, 2]
+        cells_rc = self.choose_cells(cond, mask, generator, objects)     # [B, 2, 2]
         m = cells_rc.shape[1]
         xp, vp = self._padded(images)
         clean = self._cut(xp, cells_rc)

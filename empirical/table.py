@@ -12,10 +12,10 @@ from pathlib import Path
 
 from localcomp.errors import UserError
 
-COLUMNS = ("exp1", "exp2", "exp2l", "exp3", "exp3l", "exp2l-k8")
+COLUMNS = ("exp1", "exp2", "exp2l", "exp3", "exp3l", "exp2l-k8", "exp2l-clean")
 ROWS = ("1", "1-3", "1-5")
 COLUMN_TITLES = {"exp1": "Exp.1", "exp2": "Exp.2", "exp2l": "Exp.2L", "exp3": "Exp.3", "exp3l": "Exp.3L",
-                 "exp2l-k8": "k = 8"}
+                 "exp2l-k8": "k = 8", "exp2l-clean": "Exp.2L, object-free bg (ours)"}
 
 # SCIENCE.md §6 (paper v3, Table 1); Exp.1 and the k = 8 control are discussed but not tabulated.
 PAPER_KMAX: dict[str, dict[str, int]] = {

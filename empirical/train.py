@@ -126,8 +126,8 @@ class _Objective(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, images, cond, mask, generator, sigma_dist):
-        return self.model.training_loss(images, cond, mask, generator, sigma_dist)
+    def forward(self, images, cond, mask, generator, sigma_dist, objects=None):
+        return self.model.training_loss(images, cond, mask, generator, sigma_dist, objects)
 
 
 # -- checkpoints -----------------------------------------------------------------------------------
@@ -220,8 +220,9 @@ def train(config: TrainConfig, dataset, out_dir, progress: bool = True, stop_aft
         indices, epoch, cursor = batch_indices(len(dataset), config.schedule.batch_size, config.seed, epoch, cursor)
         local = indices[rank * local_batch:(rank + 1) * local_batch]
         images, cond, mask = (t.to(device) for t in collate_sets([dataset[i] for i in local]))
+        objects = (cond, mask)  # every object, before `one` drops all but one conditioner
         cond, mask = select_conditioners(cond, mask, config.conditioning, generator)
-        loss = objective(images, cond, mask, generator, config.schedule.sigma)
+        loss = objective(images, cond, mask, generator, config.schedule.sigma, objects)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf"))

@@ -274,8 +274,9 @@ class EDMDenoiser(nn.Module):
         f = self.net(c_in[:, None, None, None] * x, c_noise, cond, mask)
         return c_skip[:, None, None, None] * x + c_out[:, None, None, None] * f
 
-    def training_loss(self, images, cond, mask, generator, sigma_dist: SigmaDistribution):
-        """EDM loss ``E[lambda(sigma) |D(x0 + sigma n) - x0|^2]`` averaged over pixels and batch."""
+    def training_loss(self, images, cond, mask, generator, sigma_dist: SigmaDistribution, objects=None):
+        """EDM loss ``E[lambda(sigma) |D(x0 + sigma n) - x0|^2]`` averaged over pixels and batch.
+        ``objects`` (every object's locations and mask) is accepted for the patch model's API and unused."""
         b = images.shape[0]
         sigma = edm.sample_sigma(b, sigma_dist.p_mean, sigma_dist.p_std, generator, images.device)
         noise = torch.randn(images.shape, generator=generator).to(images.device)

@@ -83,7 +83,7 @@ def test_table_puts_our_kmax_next_to_the_papers(tmp_path):
                                              "source": str(tmp_path / "exp2l" / "kmax.json")}
     assert table["rows"]["1"]["exp2"]["ours"] is None and table["rows"]["1"]["exp2"]["paper"] == 1
     md = (tmp_path / "t" / "table1.md").read_text()
-    assert "| 1-3 | · (–) | 2 (2) | 7 (9) | · (3) | · (9) | 3 (–) |" in md
+    assert "| 1-3 | · (–) | 2 (2) | 7 (9) | · (3) | · (9) | 3 (–) | · (–) |" in md
     with pytest.raises(UserError, match="second result"):
         _run(["table", "--runs", str(tmp_path / "exp2"), str(tmp_path / "exp2"), "--out", str(tmp_path / "u")])
 
