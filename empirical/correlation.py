@@ -32,7 +32,7 @@ def _read_json(path: Path, field: str) -> dict:
         raise UserError(f"{field}: {path} is not valid JSON ({error})") from None
 
 
-def load_entry(locality_path, kmax_path=None) -> dict:
+def load_entry(locality_path, kmax_path=None, kmax_field: str = "kmax") -> dict:
     """One entry from a ``locality.json`` (or a directory holding one) and a ``kmax.json``
     (default: ``kmax.json`` in the run directory recorded in the locality file, or beside it).
     Returns ``{"label", "experiment", "training_objects", "kmax", "summary", "locality_source",
@@ -50,25 +50,28 @@ def load_entry(locality_path, kmax_path=None) -> dict:
     if kmax_path.is_dir():
         kmax_path = kmax_path / "kmax.json"
     kmax = _read_json(kmax_path, "--kmax")
-    missing = [k for k in ("experiment", "kmax") if k not in kmax]
+    missing = [k for k in ("experiment", kmax_field) if k not in kmax]
     if missing:
         raise UserError(f"--kmax: {kmax_path} lacks {', '.join(missing)}")
     objects = kmax.get("training_objects")
     label = kmax["experiment"] + (f" ({objects})" if objects is not None else "")
     return {"label": label, "experiment": kmax["experiment"], "training_objects": objects,
-            "kmax": kmax["kmax"], "summary": locality["summary"], "locality_source": str(path),
+            "kmax": kmax[kmax_field], "kmax_field": kmax_field, "summary": locality["summary"],
+            "locality_source": str(path),
             "kmax_source": str(kmax_path)}
 
 
-def load_entries(locality_paths, kmax_paths=None) -> list[dict]:
-    """Entries for each locality file; ``kmax_paths`` (same length) overrides the default pairing."""
+def load_entries(locality_paths, kmax_paths=None, kmax_field: str = "kmax") -> list[dict]:
+    """Entries for each locality file; ``kmax_paths`` (same length) overrides the default pairing.
+    ``kmax_field``: which Kmax of ``kmax.json`` to use (``kmax``, or ``kmax_requested_found``:
+    extra objects allowed)."""
     if not locality_paths:
         raise UserError("--entries: give at least one locality.json")
     if kmax_paths is not None and len(kmax_paths) != len(locality_paths):
         raise UserError(f"--kmax: {len(kmax_paths)} files for {len(locality_paths)} --entries; "
                         f"give one per entry, in the same order")
     pairs = zip(locality_paths, kmax_paths or [None] * len(locality_paths))
-    return [load_entry(loc, km) for loc, km in pairs]
+    return [load_entry(loc, km, kmax_field) for loc, km in pairs]
 
 
 def _number(value) -> float | None:
@@ -121,7 +124,7 @@ def plot_correlation(entries: list[dict], metrics, correlations: dict):
         ax.set_title(f"Spearman rho = {rho} (n = {c.get('n', len(points))})", fontsize=9)
         ax.margins(0.15)  # room for the labels
         ax.set_xlabel(metric)
-        ax.set_ylabel("Kmax")
+        ax.set_ylabel(entries[0].get("kmax_field", "kmax") if entries else "kmax")
         ax.grid(alpha=0.3)
     fig.suptitle("locality summary vs Kmax, one point per trained model", fontsize=10)
     fig.tight_layout()

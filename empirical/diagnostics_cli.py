@@ -51,6 +51,8 @@ def add_diagnostics_commands(clevr_subparsers) -> None:
                    help="kmax.json per entry, same order (default: RUN_DIR/kmax.json of each locality run)")
     c.add_argument("--metrics", nargs="+", default=None,
                    help="summary keys to plot (default conditional_leakage pixel_effective_radius)")
+    c.add_argument("--kmax-field", default="kmax", choices=("kmax", "kmax_requested_found"),
+                   help="which Kmax of kmax.json: strict (default) or with extra objects allowed")
     c.add_argument("--out", required=True, help="output directory (correlation.json, correlation.png)")
     c.set_defaults(func=_correlate)
 
@@ -247,7 +249,7 @@ def _correlate(args) -> int:
     from numerics.experiments.common import save_figure
     from empirical.correlation import DEFAULT_METRICS, correlate, load_entries, plot_correlation
 
-    entries = load_entries(args.entries, args.kmax)
+    entries = load_entries(args.entries, args.kmax, args.kmax_field)
     metrics = list(args.metrics or DEFAULT_METRICS)
     unknown = [m for m in metrics if all(m not in e["summary"] for e in entries)]
     if unknown:

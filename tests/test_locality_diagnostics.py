@@ -263,6 +263,10 @@ def test_correlate_on_synthetic_entries(tmp_path):
     written = json.loads((out / "correlation.json").read_text())
     assert written["spearman"]["conditional_leakage"]["rho"] == pytest.approx(-1.0)
     assert (out / "correlation.png").stat().st_size > 0 and (out / "run.json").exists()
+    # the field missing from the kmax.json files: a clear error, nothing written
+    assert main(["clevr", "correlate", "--entries", *map(str, paths), "--kmax-field", "kmax_requested_found",
+                 "--out", str(tmp_path / "relaxed")]) == 2
+    assert not (tmp_path / "relaxed").exists()
     bad = tmp_path / "bad"
     assert main(["clevr", "correlate", "--entries", *map(str, paths), "--kmax", "x.json",
                  "--out", str(bad)]) == 2
