@@ -119,12 +119,19 @@ def _shift_block(model: BlockProduct, coords: np.ndarray, shift: np.ndarray) -> 
     raise ValueError("no block with these coordinates")
 
 
-def with_conditioner_shift(family: ConditionalFamily, J, target: str, strength: float):
+def with_conditioner_shift(family: ConditionalFamily, J, target: str, strength: float,
+                           direction=None):
     """In set ``J`` (|J| >= 2), the other conditioners move ``target``'s block mean by
     ``strength`` along a unit vector: still a product (pixel-local), but
-    ``s(x|c_J) != s(x|{target})`` on ``M(target)`` (not conditionally local)."""
+    ``s(x|c_J) != s(x|{target})`` on ``M(target)`` (not conditionally local).
+
+    ``direction``: ``[len(mask_coords(target))]`` in sorted-coordinate order, normalized here;
+    default the uniform vector ``1/sqrt(n)`` (every coordinate of the block moves)."""
     coords = family.mask_coords(target)
-    direction = np.ones(len(coords)) / np.sqrt(len(coords))
+    direction = np.ones(len(coords)) if direction is None else np.asarray(direction, dtype=np.float64)
+    if direction.shape != (len(coords),) or not np.linalg.norm(direction) > 0:
+        raise ValueError(f"direction must be a non-zero vector of length {len(coords)}, got {direction}")
+    direction = direction / np.linalg.norm(direction)
     model = _shift_block(family.models[frozenset(J)], coords, strength * direction)
     return _replace_model(family, J, model, f"shift[{target}|{','.join(sorted(J))}]")
 

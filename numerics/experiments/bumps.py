@@ -5,8 +5,10 @@ each cell is a conditioner location with mask = its 4 pixels. Null block: a dim 
 (mean 0, std 0.1). Singleton block: a bump, a 2-component mixture of a full and a
 "diagonal" 2 x 2 pattern of brightness 1 (std 0.1). The family is CPC by construction
 (``families.cpc_family``, kept as a block product). For each K = 0..12 we draw random sets of
-K locations, sample with the exact composed score (EDM Heun probability-flow ODE from
-``numerics.sampling``), and count objects: a cell is "on" if its mean intensity exceeds 0.5.
+K locations, sample with the exact score of the set's CPC model (EDM Heun probability-flow
+ODE from ``numerics.sampling``, 18 steps, sigma_max = 80 by default, init ``sigma_max N(0, I)``;
+exact denoisers from ``numerics.composition``, eigen-decomposed once outside the sampler's
+loop), and count objects: a cell is "on" if its mean intensity exceeds 0.5.
 A sample succeeds if the on cells are exactly the requested locations. Control: the
 composition operator with the Bayes background (mean of the singleton models).
 """
@@ -31,6 +33,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--max-objects", type=int, default=12, help="largest K (default 12)")
     parser.add_argument("--samples", type=int, default=16, help="samples per K (default 16)")
     parser.add_argument("--steps", type=int, default=18, help="Heun steps (default 18)")
+    parser.add_argument("--sigma-max", type=float, default=80.0,
+                        help="largest noise level of the sampler (default 80, EDM's)")
 
 
 def cell_masks(size: int) -> dict:
@@ -58,49 +62,69 @@ def on_cells(images: np.ndarray, masks: dict) -> list:
     return [{c for c, pix in masks.items() if img[list(pix)].mean() > THRESHOLD} for img in images]
 
 
+def make_samplers(masks: dict, null, bump, pixels: int, sigmas):
+    """``(sample_null_background, sample_bayes)``, both jit-compiled Heun samplers.
+
+    ``sample_null_background(spec, x_init [B, pixels]) -> [B, pixels]`` samples the exact
+    CPC model of one set, given in ``numerics.composition.spectral_form`` (a pytree
+    argument: one compilation for every K, all sets' models share one structure).
+    ``sample_bayes(selected [C], x_init) -> [B, pixels]`` uses the composition operator with the
+    Bayes background ``p_u = (1/C) Σ_c p_c`` (the uniform mixture of the singleton models, a
+    mixture of block products, never expanded):
+
+        D(x, σ) = Σ_c selected_c D_c(x, σ) − (Σ_c selected_c − 1) D_u(x, σ).
+
+    Every eigen-decomposition happens here, when the denoisers are built: no LAPACK call
+    runs inside the samplers' ``lax.scan`` (docs/toy-experiments.md, "Why eq. 18 used to hang").
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from numerics import families as F
+    from numerics.composition import mixture_of_models_denoiser, spectral_denoiser, stacked_model_denoisers
+    from numerics.sampling import heun_sample
+
+    ids = sorted(masks)
+    singles = [F.cpc_family(pixels, 1, masks, {c: null for c in ids}, {c: bump for c in ids},
+                            None, sets=[frozenset([c])]).models[frozenset([c])] for c in ids]
+    stacked = jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *singles)
+    singleton_denoisers = stacked_model_denoisers(stacked)                     # -> [C, B, d]
+    bayes_denoiser = mixture_of_models_denoiser(stacked, jnp.full(len(ids), -np.log(len(ids))))
+
+    @jax.jit
+    def sample_null_background(spec, x_init):
+        return heun_sample(spectral_denoiser(spec), x_init, sigmas)
+
+    @jax.jit
+    def sample_bayes(selected, x_init):
+        def composed(x, sigma):
+            return (jnp.tensordot(selected, singleton_denoisers(x, sigma), axes=1)
+                    - (selected.sum() - 1.0) * bayes_denoiser(x, sigma))
+        return heun_sample(composed, x_init, sigmas)
+
+    return sample_null_background, sample_bayes
+
+
 def run(args) -> int:
     require(args.size >= 2 and args.size % 2 == 0, "--size", "must be an even integer >= 2")
     n_cells = (args.size // 2) ** 2
     require(0 <= args.max_objects <= n_cells, "--max-objects", f"must be in [0, {n_cells}]")
     require(args.samples >= 1, "--samples", "must be >= 1")
     require(args.steps >= 2, "--steps", "must be >= 2")
+    require(args.sigma_max > 0.002, "--sigma-max", "must be > 0.002 (the smallest noise level)")
     import jax
     import jax.numpy as jnp
     from tqdm import tqdm
 
-    from numerics import blocks
     from numerics import families as F
-    from numerics.sampling import edm_sigmas, heun_sample
+    from numerics.composition import spectral_form
+    from numerics.sampling import edm_sigmas
 
     masks, null, bump = bump_blocks(args.size)
     ids = sorted(masks)
     pixels = args.size ** 2
-    sigmas = edm_sigmas(args.steps, sigma_max=10.0)
-
-    @jax.jit
-    def sample_with(model, x_init):
-        denoise = jax.vmap(blocks.denoise, in_axes=(None, 0, None))
-        return heun_sample(lambda x, s: denoise(model, x, s), x_init, sigmas)
-
-    # Control: the composition operator with the Bayes background p_u = mean of the singleton
-    # models (a mixture of block products, handled as a stack, never expanded).
-    singles = [F.cpc_family(pixels, 1, masks, {c: null for c in ids}, {c: bump for c in ids},
-                            None, sets=[frozenset([c])]).models[frozenset([c])] for c in ids]
-    stacked = jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *singles)
-
-    @jax.jit
-    def sample_bayes(selected, x_init):
-        """``selected [16]``: 1 for the requested cells. Score sum_j s_j - (K-1) s_u."""
-        def composed_score(x, sigma):
-            noised = blocks.noised(stacked, sigma)
-            logps = jax.vmap(blocks.log_prob, in_axes=(0, None))(noised, x)
-            scores = jax.vmap(blocks.score, in_axes=(0, None))(noised, x)
-            s_u = jax.nn.softmax(logps) @ scores
-            return selected @ scores - (selected.sum() - 1) * s_u
-
-        def denoise(x, sigma):
-            return x + sigma ** 2 * jax.vmap(composed_score, in_axes=(0, None))(x, sigma)
-        return heun_sample(denoise, x_init, sigmas)
+    sigmas = edm_sigmas(args.steps, sigma_max=args.sigma_max)
+    sample_with, sample_bayes = make_samplers(masks, null, bump, pixels, sigmas)
 
     rng = np.random.default_rng(args.seed)
     key = jax.random.PRNGKey(args.seed)
@@ -111,7 +135,7 @@ def run(args) -> int:
                              None, sets=[J])
         key, sub = jax.random.split(key)
         x0 = sigmas[0] * jax.random.normal(sub, (args.samples, pixels))
-        images = np.asarray(sample_with(fam_J.models[J], x0))
+        images = np.asarray(sample_with(spectral_form(fam_J.models[J]), x0))
         found = on_cells(images, masks)
         counts = [len(f) for f in found]
         success = float(np.mean([f == set(J) for f in found]))
@@ -142,7 +166,8 @@ def run(args) -> int:
         sub.set_title(f"null-bg sample, K={K}", fontsize=8)
         sub.axis("off")
     results = {"rows": rows, "size": args.size, "threshold": THRESHOLD, "sigmas": np.asarray(sigmas).tolist()}
-    config = {"size": args.size, "max_objects": args.max_objects, "samples": args.samples, "steps": args.steps}
+    config = {"size": args.size, "max_objects": args.max_objects, "samples": args.samples, "steps": args.steps,
+              "sigma_max": args.sigma_max}
     paths = write_outputs(args.out, NAME, config, args.seed, results, fig)
     for r in rows:
         print(f"K={r['K']:2d} success {r['success_rate']:.2f} mean count {r['mean_count']:.2f}; "

@@ -91,9 +91,9 @@ def noised_family(family, sigma: float):
 
 def mapped(family, M: np.ndarray):
     """Family of ``M y`` where ``y`` follows ``family`` (flat mixtures)."""
-    from numerics.checks import _pushforward_family
+    from numerics.checks import pushforward_family
 
-    return _pushforward_family(family, np.linalg.inv(M))
+    return pushforward_family(family, np.linalg.inv(M))
 
 
 def with_scaled_covariances(family, scale: float):
