@@ -258,13 +258,18 @@ def _kmax(args) -> int:
 
 def _table(args) -> int:
     from localcomp.provenance import write_bytes_atomic, write_json_atomic, write_run_record
-    from empirical.table import assemble, load_entries, to_markdown
+    from empirical.table import assemble, load_entries, plot_per_k, to_markdown
+    from numerics.experiments.common import save_figure
 
-    table = assemble(load_entries(args.runs))
+    entries = load_entries(args.runs)
+    table = assemble(entries)
     out = Path(args.out)
     write_json_atomic(out / "table1.json", table)
     markdown = to_markdown(table)
     write_bytes_atomic(out / "table1.md", markdown.encode())
+    figure = plot_per_k(entries)
+    if figure is not None:
+        save_figure(figure, out / "per_k.png")
     write_run_record(out, {"runs": args.runs}, None)
     print(markdown)
     return 0

@@ -73,6 +73,37 @@ def to_markdown(table: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot_per_k(entries: list[dict]):
+    """Figure: per-K strict success and 'every requested object found' rate, one line per run
+    (entries whose ``kmax.json`` holds the evaluation); None when no entry has one."""
+    from numerics.experiments.common import matplotlib_headless
+
+    runs = [e for e in entries if "evaluation" in e]
+    if not runs:
+        return None
+    plt = matplotlib_headless()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for e in runs:
+        ev = e["evaluation"]
+        ks = sorted(int(k) for k in ev["per_k"])
+        label = f"{COLUMN_TITLES.get(e['experiment'], e['experiment'])} ({e['training_objects']})"
+        axes[0].plot(ks, [ev["per_k"][str(k)] if str(k) in ev["per_k"] else ev["per_k"][k] for k in ks],
+                     marker="o", label=label)
+        counts = {int(k): v for k, v in ev["counts"].items()}
+        if all("requested_found" in counts[k] for k in ks):
+            axes[1].plot(ks, [counts[k]["requested_found"] for k in ks], marker="o", label=label)
+    for ax, title in zip(axes, ("exactly K objects at the K locations (Kmax)",
+                                "every requested object found, extras allowed")):
+        ax.axhline(ev.get("threshold", 0.5), color="grey", lw=0.8)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("requested objects K")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("success rate")
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def load_entries(paths: list[str]) -> list[dict]:
     """Read ``kmax.json`` files (or run directories holding one)."""
     entries = []

@@ -20,3 +20,14 @@ def test_extra_objects_fail_success_but_not_requested_found(monkeypatch):
         assert result["counts"][k]["requested_found"] == 1.0
         assert result["counts"][k]["exact_count"] == 0.0
         assert result["counts"][k]["mean_detections"] == k + 1
+
+
+def test_per_k_figure_only_for_entries_with_an_evaluation():
+    from empirical.table import plot_per_k
+
+    assert plot_per_k([{"experiment": "exp2", "training_objects": "1-3", "kmax": 1}]) is None
+    evaluation = {"per_k": {"0": 1.0, "1": 0.5}, "threshold": 0.5,
+                  "counts": {"0": {"requested_found": 1.0}, "1": {"requested_found": 1.0}}}
+    figure = plot_per_k([{"experiment": "exp2l", "training_objects": "1-3", "kmax": 1,
+                          "evaluation": evaluation}])
+    assert figure is not None and len(figure.axes[0].lines) >= 1
