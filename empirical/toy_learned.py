@@ -223,7 +223,7 @@ def results_figure(results: dict, config):
         row[0].set(xlabel="sigma", ylabel=f"sum|D-D*|^2 / sum|D*-x|^2 (floored at {ERROR_FLOOR:g})",
                    title=f"{fam}: relative score error vs exact")
         row[1].set(xlabel="sigma", ylabel="fraction of change outside the cell", ylim=(-0.03, 1.03),
-                   title=f"{fam}: conditional leakage (K={config.leakage_k}, remove one)")
+                   title=f"{fam}: conditional leakage (K={config.leakage_k}, remove each)")
         row[2].axvspan(lo - 0.3, hi + 0.3, color="0.9", zorder=0)
         row[2].axhline(config.threshold, color="0.7", lw=0.8)
         row[2].set(xlabel="requested objects K (grey: training range)", ylabel="success rate",

@@ -198,22 +198,29 @@ def cell_pixel_masks(cells: torch.Tensor, family: BumpFamily) -> torch.Tensor:
 
 
 def leakage(model, family: BumpFamily, points: PointSet) -> dict:
-    """Remove the first conditioner of every set; fractions of the squared change of ``D``
-    outside its cell: total, onto the other objects' cells, onto background cells."""
-    full = evaluate(model, family, points.x, points.sigma, points.cells)
-    reduced = evaluate(model, family, points.x, points.sigma, points.cells[:, 1:])
-    change = ((full - reduced) ** 2).sum(dim=1)                            # [B, S, S]
-    own = cell_pixel_masks(points.cells[:, :1], family)
-    others = cell_pixel_masks(points.cells[:, 1:], family)
-    total = float(change.sum())
-    if total == 0:
-        return {"sigma": points.sigma, "leakage": 0.0, "onto_objects": 0.0, "onto_background": 0.0,
-                "change_energy": 0.0}
-    return {"sigma": points.sigma,
-            "leakage": float(change[~own].sum()) / total,
-            "onto_objects": float(change[others].sum()) / total,
-            "onto_background": float(change[~own & ~others].sum()) / total,
-            "change_energy": total / points.x.shape[0]}
+    """Conditional leakage by the shared CLEVR measure (:mod:`empirical.locality`): remove each
+    conditioner in turn, map ``|D(x, C) - D(x, C minus c_j)|`` (L2 over channels per pixel) and take
+    the share of that change outside c_j's cell (``leakage``), on the other objects' cells
+    (``onto_objects``) and on background cells (``onto_background``), averaged over removals;
+    ``change_energy`` is the mean change per pixel."""
+    from empirical.locality import conditional_change_maps, conditional_locality_summary
+
+    def denoiser(x, sigma, cond, mask):  # float64 out, as :func:`evaluate`
+        if isinstance(model, ExactDenoiser):
+            return model(x, sigma.double(), cond, mask)
+        with torch.no_grad():
+            return model(x.float(), sigma.float(), cond, mask).double()
+
+    cond, mask = conditioners(points.cells, family)
+    sigma = torch.full((points.x.shape[0],), float(points.sigma), dtype=torch.float64)
+    change, valid = conditional_change_maps(denoiser, points.x, sigma, cond, mask)
+    footprints = torch.stack([cell_pixel_masks(points.cells[:, j:j + 1], family)
+                              for j in range(points.cells.shape[1])], dim=1)       # [B, K, S, S]
+    summary = conditional_locality_summary(change, valid, footprints)
+    zero = lambda v: 0.0 if v is None or v != v else v  # noqa: E731  (no change at all: nothing leaks)
+    return {"sigma": points.sigma, "leakage": zero(summary["leakage"]),
+            "onto_objects": zero(summary["other_objects"]), "onto_background": zero(summary["background"]),
+            "change_energy": zero(summary["mean_change"])}
 
 
 # -- Kmax ----------------------------------------------------------------------------------------------
