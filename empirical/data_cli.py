@@ -33,6 +33,8 @@ def add_data_commands(clevr_subparsers) -> None:
     t.add_argument("--val", nargs="+", default=None,
                    help="validation dataset directories: the decoding threshold is tuned on them")
     t.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    t.add_argument("--init", default=None,
+                   help="detector.pt to start from (fine-tuning; its width must equal --width)")
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=_detector_train)
     e = jobs.add_parser("eval", help="exact-count accuracy per K on held-out renders")

@@ -292,12 +292,14 @@ def object_locations(data) -> list[np.ndarray]:
 def train_detector(datasets: list, steps: int, seed: int, batch_size: int = 32,
                    width: int = 32, lr: float = 2e-3, progress: bool = True,
                    checkpoint: str | Path | None = None, checkpoint_every: int = 500,
-                   ema_decay: float = 0.998):
+                   ema_decay: float = 0.998, init=None):
     """Train on ``datasets`` (:class:`empirical.dataset.ClevrData`, any square resolutions;
     all images are taken to the working resolution once, up front); batches are drawn
     uniformly over the pooled images, augmented (:func:`augment`), with AdamW and a one-cycle
     schedule. Returns (EMA network in eval mode, loss history). With ``checkpoint`` the EMA
-    network is saved there every ``checkpoint_every`` steps (a killed run keeps its progress)."""
+    network is saved there every ``checkpoint_every`` steps (a killed run keeps its progress).
+    ``init``: a network of the same ``width`` (e.g. :func:`load_detector`) whose weights (and
+    threshold) the training starts from (fine-tuning); the EMA starts from them too."""
     import copy
 
     import torch
@@ -309,6 +311,11 @@ def train_detector(datasets: list, steps: int, seed: int, batch_size: int = 32,
     locations = [loc for d in datasets for loc in object_locations(d)]
     targets = torch.from_numpy(heatmap_targets(locations, WORKING_RESOLUTION * HEATMAP_SCALE))
     network = build_network(width)
+    if init is not None:
+        if init.width != width:
+            raise ValueError(f"init network has width {init.width}, not {width}")
+        network.load_state_dict(init.state_dict())
+        network.train()
     ema = copy.deepcopy(network)
     optimiser = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=steps,
@@ -390,6 +397,25 @@ def _summary(per_k: dict) -> dict:
             "min_location_match_rate": min(e["location_match_rate"] for e in per_k.values())}
 
 
+def load_init_network(path: str | Path, width: int):
+    """The detector at ``path`` to fine-tune from (``--init``); UserError naming ``--init`` when
+    the file is missing, holds another architecture, or its width differs from ``width``."""
+    from localcomp.errors import UserError
+
+    if not Path(path).is_file():
+        raise UserError(f"--init: {path} does not exist")
+    try:
+        network = load_detector(path)
+    except UserError as error:
+        raise UserError(f"--init: {path} is not a detector of this architecture ({error})") from None
+    except Exception as error:  # not a torch checkpoint at all
+        raise UserError(f"--init: cannot read {path} as a detector checkpoint: {error}") from None
+    if network.width != width:
+        raise UserError(f"--init: {path} has width {network.width}, but --width is {width}; "
+                        f"pass --width {network.width} to fine-tune it")
+    return network
+
+
 def train_detector_cli(args) -> int:
     import torch
 
@@ -404,6 +430,8 @@ def train_detector_cli(args) -> int:
         raise UserError(f"--width: must be a multiple of 4 (GroupNorm groups), got {args.width}")
     if not args.lr > 0:
         raise UserError(f"--lr: must be > 0, got {args.lr}")
+    init = getattr(args, "init", None)
+    init_network = load_init_network(init, args.width) if init is not None else None
     torch.set_num_threads(args.threads)
     datasets = [load_dataset(path) for path in args.data]
     validation = [load_dataset(path) for path in (args.val or [])]
@@ -411,7 +439,8 @@ def train_detector_cli(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     start = time.time()
     network, losses = train_detector(datasets, args.steps, args.seed, batch_size=args.batch_size,
-                                     width=args.width, lr=args.lr, checkpoint=out / "detector.pt")
+                                     width=args.width, lr=args.lr, checkpoint=out / "detector.pt",
+                                     init=init_network)
     train_seconds = time.time() - start
     tuning = None
     if validation:
@@ -421,7 +450,8 @@ def train_detector_cli(args) -> int:
     report = {"steps": args.steps, "seconds": train_seconds, "final_loss": losses[-1],
               "loss_mean_every_100": [float(np.mean(losses[i:i + 100]))
                                       for i in range(0, len(losses), 100)],
-              "data": args.data, "validation": args.val, "threshold": float(network.threshold),
+              "data": args.data, "validation": args.val, "init": init,
+              "threshold": float(network.threshold),
               "threshold_tuning": tuning,
               "parameters": sum(p.numel() for p in network.parameters())}
     if validation:

@@ -42,6 +42,8 @@ PRESETS: dict[str, DataPreset] = {p.name: p for p in [
                description="training, 1-3 objects, locations + colour names"),
     DataPreset("clevr0-12", 0, 12, "all", num_images=2_000,
                description="evaluation / detector training, 0-12 objects"),
+    DataPreset("clevr6-12", 6, 12, "all", num_images=2_000,
+               description="detector fine-tuning, 6-12 objects (where counting errors are)"),
 ]}
 
 

@@ -170,3 +170,82 @@ def test_detect_objects_takes_any_square_size():
         assert len(out) == 2 and all(o.shape[1] == 2 for o in out)
     with pytest.raises(ValueError, match="uint8"):
         detect_objects(network, np.zeros((2, 16, 16, 3), np.float32))
+
+
+def _train_args(tmp_path, **kw):
+    from argparse import Namespace
+    args = dict(data=["blobs"], val=None, out=str(tmp_path / "run"), steps=3, width=8,
+                batch_size=8, lr=1e-3, threads=1, seed=0, init=None)
+    args.update(kw)
+    return Namespace(**args)
+
+
+def test_fine_tuning_starts_from_the_init_weights(torch_one_thread, tmp_path, monkeypatch):
+    import json
+    import empirical.dataset
+    from empirical.detector import train_detector_cli
+    from localcomp.errors import UserError
+    train = _blob_dataset(32, seed=0)
+    trained, _ = train_detector([train], steps=60, seed=0, batch_size=16, width=8, lr=1e-2,
+                                progress=False)
+    trained.threshold.fill_(0.3)
+    save_detector(trained, tmp_path / "init.pt")
+    # a (near) zero learning rate keeps the init network: same detections, low first loss
+    kept, kept_losses = train_detector([train], steps=2, seed=1, batch_size=16, width=8,
+                                       lr=1e-12, progress=False, init=load_detector(tmp_path / "init.pt"))
+    _, scratch_losses = train_detector([train], steps=2, seed=1, batch_size=16, width=8,
+                                       lr=1e-12, progress=False)
+    assert kept_losses[0] < 0.5 * scratch_losses[0]
+    assert float(kept.threshold) == pytest.approx(0.3)
+    for a, b in zip(detect_objects(kept, train.images), detect_objects(trained, train.images)):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    # the CLI: --init is checked (width, existence) before anything is written, and recorded
+    monkeypatch.setattr(empirical.dataset, "load_dataset", lambda path: train)
+    with pytest.raises(UserError, match="--init.*width 8.*--width is 16"):
+        train_detector_cli(_train_args(tmp_path, init=str(tmp_path / "init.pt"), width=16))
+    with pytest.raises(UserError, match="--init.*does not exist"):
+        train_detector_cli(_train_args(tmp_path, init=str(tmp_path / "missing.pt")))
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="--init"):
+        train_detector_cli(_train_args(tmp_path, init=str(tmp_path / "junk.pt")))
+    assert not (tmp_path / "run").exists()
+    assert train_detector_cli(_train_args(tmp_path, init=str(tmp_path / "init.pt"))) == 0
+    report = json.loads((tmp_path / "run" / "train.json").read_text())
+    assert report["init"] == str(tmp_path / "init.pt")
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["config"]["init"] == report["init"]
+
+
+def _hardness_module():
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "detector_hardness.py"
+    spec = importlib.util.spec_from_file_location("detector_hardness", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_error_breakdown_splits_by_visibility_and_error_sign():
+    hardness = _hardness_module()
+    true = np.array([3, 3, 3, 3, 0])
+    found = np.array([3, 2, 4, 2, 0])
+    min_pixels = np.array([10.0, 3.0, 10.0, 4.0, np.inf])
+    hidden = np.array([False, True, False, True, False])
+    table = hardness.error_breakdown(true, found, min_pixels, hidden, thresholds=(1, 5))
+    k3 = table[3]
+    assert (k3["n"], k3["exact_count_accuracy"], k3["errors"]) == (4, 0.25, 3)
+    assert k3["min_visible_ge"][1] == {"n": 4, "exact_count_accuracy": 0.25}
+    assert k3["min_visible_ge"][5] == {"n": 2, "exact_count_accuracy": 0.5}
+    assert k3["frac_errors_undercount"] == pytest.approx(2 / 3)
+    assert k3["frac_errors_overcount"] == pytest.approx(1 / 3)
+    assert k3["hidden_centre"] == {"n": 2, "exact_count_accuracy": 0.0}
+    assert table[0]["errors"] == 0 and table[0]["frac_errors_undercount"] is None
+    bins = hardness.miss_rate_by_pixels(np.array([3.0, 4.0, 9.0, 40.0]),
+                                        np.array([True, False, False, False]), edges=(0, 5, np.inf))
+    assert [(b["objects"], b["missed"]) for b in bins] == [(2, 1), (2, 0)]
+    # the centre of object 1 (mask value 1) lies on object 2's pixels: hidden
+    mask = np.zeros((32, 32), np.uint8)
+    mask[16, 16], mask[0, 0] = 2, 2
+    hidden = hardness.centre_hidden(mask, np.array([[1 / 32, 1 / 32], [-1 + 1 / 32, -1 + 1 / 32]]))
+    assert hidden.tolist() == [True, False]
+    assert hardness.visible_pixels(np.kron(mask, np.ones((2, 2), np.uint8)), 2).tolist() == [0, 2]
