@@ -82,16 +82,24 @@ def plot_per_k(entries: list[dict]):
     if not runs:
         return None
     plt = matplotlib_headless()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4), sharey=True)
+    # colour = experiment, line style and marker = training row, so that rows stay apart
+    experiments = sorted({e["experiment"] for e in runs})
+    colours = {exp: plt.cm.tab10(i % 10) for i, exp in enumerate(experiments)}
+    row_styles = [("-", "o"), ("--", "s"), (":", "^"), ("-.", "D")]
+    rows = sorted({str(e["training_objects"]) for e in runs})
+    styles = {row: row_styles[i % len(row_styles)] for i, row in enumerate(rows)}
     for e in runs:
         ev = e["evaluation"]
         ks = sorted(int(k) for k in ev["per_k"])
         label = f"{COLUMN_TITLES.get(e['experiment'], e['experiment'])} ({e['training_objects']})"
+        line, marker = styles[str(e["training_objects"])]
+        style = dict(color=colours[e["experiment"]], linestyle=line, marker=marker, label=label)
         axes[0].plot(ks, [ev["per_k"][str(k)] if str(k) in ev["per_k"] else ev["per_k"][k] for k in ks],
-                     marker="o", label=label)
+                     **style)
         counts = {int(k): v for k, v in ev["counts"].items()}
         if all("requested_found" in counts[k] for k in ks):
-            axes[1].plot(ks, [counts[k]["requested_found"] for k in ks], marker="o", label=label)
+            axes[1].plot(ks, [counts[k]["requested_found"] for k in ks], **style)
     for ax, title in zip(axes, ("exactly K objects at the K locations (Kmax)",
                                 "every requested object found, extras allowed")):
         ax.axhline(ev.get("threshold", 0.5), color="grey", lw=0.8)
@@ -99,7 +107,7 @@ def plot_per_k(entries: list[dict]):
         ax.set_xlabel("requested objects K")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("success rate")
-    axes[1].legend(fontsize=8)
+    axes[1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.tight_layout()
     return fig
 
