@@ -20,7 +20,8 @@ Error sources (``--detector``), per resolution, key ``errors``:
 - ``miss_rate_by_visible_pixels``: per object (scenes with K >= 6), the fraction of true objects
   left unmatched by the Hungarian matching (tolerance 0.125) with the detections, binned by the
   object's visible pixels (32 px units), and split by whether the object's own centre pixel
-  shows another object (``miss_rate_hidden_centre`` / ``miss_rate_visible_centre``). If the errors are information-limited, the misses
+  shows another object (``miss_rate_hidden_centre`` / ``miss_rate_visible_centre``), and by
+  the object's colour (``miss_rate_by_colour``). If the errors are information-limited, the misses
   concentrate on objects showing a few pixels and accuracy on the restricted subsets is near 1;
   if they are network-limited, well-visible objects are missed too.
 """
@@ -134,7 +135,7 @@ def detector_errors(data, detections: list[np.ndarray], tolerance: float) -> dic
     from empirical.kmax import match_locations
 
     true_counts, found_counts, min_pixels, hidden = [], [], [], []
-    object_pixels, object_missed, object_hidden = [], [], []
+    object_pixels, object_missed, object_hidden, object_colours = [], [], [], []
     for mask, meta, found in zip(data.masks, data.metadata, detections):
         objects = meta["objects"]
         row = image_hardness(mask, objects)
@@ -148,14 +149,23 @@ def detector_errors(data, detections: list[np.ndarray], tolerance: float) -> dic
             object_pixels.append(visible_pixels(mask, len(objects)))
             object_missed.append(~matched)
             object_hidden.append(centre_hidden(mask, truth))
+            object_colours += [o.get("color") for o in objects]
     pixels = np.concatenate(object_pixels) if object_pixels else np.zeros(0)
     missed = np.concatenate(object_missed) if object_missed else np.zeros(0, bool)
     hidden_objects = np.concatenate(object_hidden) if object_hidden else np.zeros(0, bool)
     return {"per_k": error_breakdown(np.array(true_counts), np.array(found_counts),
                                      np.array(min_pixels), np.array(hidden)),
             f"miss_rate_by_visible_pixels_k_ge_{MISS_RATE_MIN_K}": miss_rate_by_pixels(pixels, missed),
+            f"miss_rate_by_colour_k_ge_{MISS_RATE_MIN_K}": miss_rate_by_colour(
+                np.array(object_colours, dtype=object), missed),
             f"miss_rate_hidden_centre_k_ge_{MISS_RATE_MIN_K}": _rate(missed[hidden_objects]),
             f"miss_rate_visible_centre_k_ge_{MISS_RATE_MIN_K}": _rate(missed[~hidden_objects])}
+
+
+def miss_rate_by_colour(colours: np.ndarray, missed: np.ndarray) -> dict:
+    """{colour: {objects, missed, miss_rate}} over objects (colours, missed: [M]); CLEVR's grey
+    (linear reflectance 0.34) on the 0.40 grey floor is the low-contrast colour."""
+    return {str(c): _rate(missed[colours == c]) for c in sorted(set(colours.tolist()), key=str)}
 
 
 def _rate(missed: np.ndarray) -> dict:

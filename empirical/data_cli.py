@@ -35,6 +35,9 @@ def add_data_commands(clevr_subparsers) -> None:
     t.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     t.add_argument("--init", default=None,
                    help="detector.pt to start from (fine-tuning; its width must equal --width)")
+    t.add_argument("--hard-fraction", type=float, default=0.0,
+                   help="with --init: share of each batch drawn in proportion to the initial "
+                        "network's loss on each image (hard-example mining)")
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=_detector_train)
     e = jobs.add_parser("eval", help="exact-count accuracy per K on held-out renders")

@@ -141,18 +141,31 @@ def heatmap_targets(locations: list[np.ndarray], size: int) -> np.ndarray:
     return out
 
 
-def focal_loss(logits, target):
-    """CenterNet's penalty-reduced focal loss, summed and divided by max(1, #positives):
-    positives (target == 1): -(1-p)^a log p; others: -(1-y)^b p^a log(1-p)."""
+def _focal_terms(logits, target):
+    """Per-cell penalty-reduced focal loss [B, 1, S, S] and the positive cells (target == 1):
+    positives -(1-p)^a log p; others -(1-y)^b p^a log(1-p)."""
     import torch
     import torch.nn.functional as F
 
     positive = target >= 1.0
     p = torch.sigmoid(logits)
     log_p, log_not_p = F.logsigmoid(logits), F.logsigmoid(-logits)
-    pos_loss = ((1 - p) ** FOCAL_ALPHA * log_p)[positive].sum()
-    neg_loss = ((1 - target) ** FOCAL_BETA * p ** FOCAL_ALPHA * log_not_p)[~positive].sum()
-    return -(pos_loss + neg_loss) / positive.sum().clamp(min=1)
+    terms = torch.where(positive, (1 - p) ** FOCAL_ALPHA * log_p,
+                        (1 - target) ** FOCAL_BETA * p ** FOCAL_ALPHA * log_not_p)
+    return -terms, positive
+
+
+def focal_loss(logits, target):
+    """CenterNet's penalty-reduced focal loss (:func:`_focal_terms`), summed over the batch and
+    divided by max(1, #positives)."""
+    terms, positive = _focal_terms(logits, target)
+    return terms.sum() / positive.sum().clamp(min=1)
+
+
+def focal_loss_per_image(logits, target):
+    """float [B]: each image's focal loss, divided by max(1, its own #positives)."""
+    terms, positive = _focal_terms(logits, target)
+    return terms.sum(dim=(1, 2, 3)) / positive.sum(dim=(1, 2, 3)).clamp(min=1)
 
 
 def decode_heatmap(prob: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> list[np.ndarray]:
@@ -292,14 +305,18 @@ def object_locations(data) -> list[np.ndarray]:
 def train_detector(datasets: list, steps: int, seed: int, batch_size: int = 32,
                    width: int = 32, lr: float = 2e-3, progress: bool = True,
                    checkpoint: str | Path | None = None, checkpoint_every: int = 500,
-                   ema_decay: float = 0.998, init=None):
+                   ema_decay: float = 0.998, init=None, hard_fraction: float = 0.0):
     """Train on ``datasets`` (:class:`empirical.dataset.ClevrData`, any square resolutions;
     all images are taken to the working resolution once, up front); batches are drawn
     uniformly over the pooled images, augmented (:func:`augment`), with AdamW and a one-cycle
     schedule. Returns (EMA network in eval mode, loss history). With ``checkpoint`` the EMA
     network is saved there every ``checkpoint_every`` steps (a killed run keeps its progress).
     ``init``: a network of the same ``width`` (e.g. :func:`load_detector`) whose weights (and
-    threshold) the training starts from (fine-tuning); the EMA starts from them too."""
+    threshold) the training starts from (fine-tuning); the EMA starts from them too.
+    ``hard_fraction`` (fine-tuning only): that share of every batch is drawn with probability
+    proportional to the ``init`` network's own loss on each (unaugmented) training image
+    (:func:`hard_example_weights`), the rest uniformly: the images the network gets wrong, e.g.
+    low-contrast or barely visible objects, are seen more often."""
     import copy
 
     import torch
@@ -316,6 +333,14 @@ def train_detector(datasets: list, steps: int, seed: int, batch_size: int = 32,
             raise ValueError(f"init network has width {init.width}, not {width}")
         network.load_state_dict(init.state_dict())
         network.train()
+    if not 0.0 <= hard_fraction < 1.0:
+        raise ValueError(f"hard_fraction must be in [0, 1), got {hard_fraction}")
+    num_hard = int(round(hard_fraction * batch_size))
+    hard_weights = None
+    if num_hard:
+        if init is None:
+            raise ValueError("hard_fraction needs an init network (its losses pick the images)")
+        hard_weights = hard_example_weights(network, images, targets)
     ema = copy.deepcopy(network)
     optimiser = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=steps,
@@ -323,7 +348,10 @@ def train_detector(datasets: list, steps: int, seed: int, batch_size: int = 32,
     losses = []
     bar = tqdm(range(steps), desc="train detector", disable=not progress)
     for step in bar:
-        idx = torch.from_numpy(rng.integers(0, len(images), size=batch_size))
+        idx = rng.integers(0, len(images), size=batch_size)
+        if hard_weights is not None:
+            idx[:num_hard] = rng.choice(len(images), size=num_hard, p=hard_weights)
+        idx = torch.from_numpy(idx)
         x = add_coordinates(augment(images[idx], rng))
         loss = focal_loss(network(x), targets[idx])
         optimiser.zero_grad()
@@ -343,6 +371,24 @@ def train_detector(datasets: list, steps: int, seed: int, batch_size: int = 32,
             save_detector(ema, checkpoint)
     ema.eval()
     return ema, losses
+
+
+def hard_example_weights(network, images, targets, batch_size: int = 256) -> np.ndarray:
+    """float64 [N] summing to 1: each image's :func:`focal_loss_per_image` under ``network``
+    (eval mode, no augmentation), normalized. ``images`` float [N, 3, R, R] at the working
+    resolution, ``targets`` [N, 1, S, S] (:func:`heatmap_targets`)."""
+    import torch
+
+    was_training = network.training
+    network.eval()
+    losses = []
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            x = add_coordinates(images[start:start + batch_size])
+            losses.append(focal_loss_per_image(network(x), targets[start:start + batch_size]))
+    network.train(was_training)
+    weights = torch.cat(losses).double().numpy()
+    return weights / weights.sum()
 
 
 # --- evaluation --------------------------------------------------------------------------
@@ -431,6 +477,12 @@ def train_detector_cli(args) -> int:
     if not args.lr > 0:
         raise UserError(f"--lr: must be > 0, got {args.lr}")
     init = getattr(args, "init", None)
+    hard_fraction = getattr(args, "hard_fraction", 0.0)
+    if not 0.0 <= hard_fraction < 1.0:
+        raise UserError(f"--hard-fraction: must be in [0, 1), got {hard_fraction}")
+    if hard_fraction > 0 and init is None:
+        raise UserError("--hard-fraction: needs --init (the initial network's losses pick the "
+                        "hard images)")
     init_network = load_init_network(init, args.width) if init is not None else None
     torch.set_num_threads(args.threads)
     datasets = [load_dataset(path) for path in args.data]
@@ -440,7 +492,7 @@ def train_detector_cli(args) -> int:
     start = time.time()
     network, losses = train_detector(datasets, args.steps, args.seed, batch_size=args.batch_size,
                                      width=args.width, lr=args.lr, checkpoint=out / "detector.pt",
-                                     init=init_network)
+                                     init=init_network, hard_fraction=hard_fraction)
     train_seconds = time.time() - start
     tuning = None
     if validation:
@@ -451,6 +503,7 @@ def train_detector_cli(args) -> int:
               "loss_mean_every_100": [float(np.mean(losses[i:i + 100]))
                                       for i in range(0, len(losses), 100)],
               "data": args.data, "validation": args.val, "init": init,
+              "hard_fraction": hard_fraction,
               "threshold": float(network.threshold),
               "threshold_tuning": tuning,
               "parameters": sum(p.numel() for p in network.parameters())}

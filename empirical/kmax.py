@@ -64,6 +64,10 @@ def evaluate_kmax(samples_by_k: dict[int, np.ndarray], requested_by_k: dict[int,
     "counts": {K: {"n": S, "exact_count": rate, "requested_found": rate, "mean_detections": m}},
     "kmax_requested_found": Kmax of the relaxed rate, "tolerance", "threshold"}. ``requested_found`` relaxes success to "every requested location
     matched", extra objects allowed: it separates drawing too many objects from missing some.
+    ``location_found_rate`` (None at K = 0): the mean share of the K requested locations that are
+    matched. It separates a model whose every object is placed with the same reliability p at
+    any K (flat in K; "every object found" then falls like p^K) from one that stops drawing
+    requested objects beyond some K (falls with K).
     """
     from empirical.detector import detect_objects
 
@@ -73,12 +77,15 @@ def evaluate_kmax(samples_by_k: dict[int, np.ndarray], requested_by_k: dict[int,
         requested = np.asarray(requested_by_k[k], dtype=np.float64).reshape(len(images), k, 2)
         detections = detect_objects(detector, images)
         ok = [sample_succeeds(d, r, tolerance) for d, r in zip(detections, requested)]
-        found = [bool(match_locations(d, r, tolerance)[0].all()) for d, r in zip(detections, requested)]
+        matched = [match_locations(d, r, tolerance)[0] for d, r in zip(detections, requested)]
+        found = [bool(m.all()) for m in matched]
         per_k[int(k)] = float(np.mean(ok)) if ok else 0.0
         counts[int(k)] = {"n": len(images),
                           "exact_count": float(np.mean([len(d) == k for d in detections]))
                           if len(detections) else 0.0,
                           "requested_found": float(np.mean(found)) if found else 0.0,
+                          "location_found_rate": float(np.mean([m.mean() for m in matched]))
+                          if k and matched else None,
                           "mean_detections": float(np.mean([len(d) for d in detections]))
                           if len(detections) else 0.0}
     found_by_k = {k: c["requested_found"] for k, c in counts.items()}

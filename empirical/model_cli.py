@@ -63,7 +63,9 @@ def add_model_commands(clevr_subparsers) -> None:
     k.add_argument("--out", default=None, help="output directory (default: RUN_DIR)")
     k.add_argument("--reuse-samples", action="store_true",
                    help="re-detect the samples in OUT/kmax_samples.npz (same checkpoint step, sets and "
-                        "samples per set) instead of sampling again, e.g. with a newer detector")
+                        "samples per set) instead of sampling again, e.g. with a newer detector; "
+                        "without a checkpoint in RUN_DIR (a run copied to results/) the step, "
+                        "experiment, sampler steps and row come from OUT/kmax.json")
     k.set_defaults(func=_kmax)
 
     tb = clevr_subparsers.add_parser("table", help="Table 1 (Markdown + JSON) from kmax.json files")
@@ -200,6 +202,21 @@ def load_kmax_samples(path: Path, step: int, sets_by_k: dict, n: int) -> tuple[d
     return samples_by_k, requested_by_k
 
 
+def previous_kmax_record(out: Path) -> dict:
+    """The ``kmax.json`` in ``out`` (for ``--reuse-samples`` without a checkpoint); a UserError
+    when it is missing or lacks the fields a re-detection needs."""
+    path = out / "kmax.json"
+    if not path.exists():
+        raise UserError(f"--reuse-samples: no checkpoint in --run and no {path} to take the "
+                        "checkpoint step, experiment and sampler steps from")
+    record = json.loads(path.read_text())
+    missing = [k for k in ("experiment", "checkpoint_step", "sampler_steps", "training_objects")
+               if k not in record]
+    if missing:
+        raise UserError(f"--reuse-samples: {path} lacks {', '.join(missing)}")
+    return record
+
+
 def _kmax(args) -> int:
     """Sample every K = 0..max_k for location sets from ``--data``, then ``empirical.kmax.evaluate_kmax``."""
     import numpy as np
@@ -215,12 +232,17 @@ def _kmax(args) -> int:
         raise UserError(f"--detector: {args.detector} does not exist")
     if args.max_k < 0 or args.num_sets < 1 or args.n < 1:
         raise UserError("--max-k must be >= 0, --num-sets and --n >= 1")
-    label = args.training_objects or training_objects_label(args.run)
-    model, config, step = load_trained(args.run)
-    sets_by_k = location_sets_by_k(ClevrDataset(args.data), range(args.max_k + 1), args.num_sets)
     out = Path(args.out or args.run)
-    steps = args.sampler_steps or config.schedule.sampler_steps
     samples_path = out / "kmax_samples.npz"
+    if args.reuse_samples and not (Path(args.run) / "checkpoint.pt").exists():
+        previous = previous_kmax_record(out)
+        experiment, step = previous["experiment"], int(previous["checkpoint_step"])
+        steps, label = previous["sampler_steps"], args.training_objects or previous["training_objects"]
+    else:
+        label = args.training_objects or training_objects_label(args.run)
+        model, config, step = load_trained(args.run)
+        experiment, steps = config.experiment, args.sampler_steps or config.schedule.sampler_steps
+    sets_by_k = location_sets_by_k(ClevrDataset(args.data), range(args.max_k + 1), args.num_sets)
     if args.reuse_samples:
         samples_by_k, requested_by_k = load_kmax_samples(samples_path, step, sets_by_k, args.n)
     else:
@@ -243,7 +265,7 @@ def _kmax(args) -> int:
         write_bytes_atomic(samples_path, buffer.getvalue())
     result = evaluate_kmax(samples_by_k, requested_by_k, load_detector(args.detector))
     kmax_value = result["kmax"]
-    report = {"experiment": config.experiment, "training_objects": label, "kmax": kmax_value,
+    report = {"experiment": experiment, "training_objects": label, "kmax": kmax_value,
               "kmax_requested_found": result["kmax_requested_found"],
               "evaluation": result,
               "run": str(args.run), "checkpoint_step": step, "sampler_steps": steps,
@@ -251,7 +273,7 @@ def _kmax(args) -> int:
               "reused_samples": bool(args.reuse_samples)}
     write_json_atomic(out / "kmax.json", report)
     write_run_record(out, {k: v for k, v in vars(args).items() if k != "func"}, args.seed, name="kmax.run.json")
-    print(f"{config.experiment} ({label}): Kmax = {kmax_value} (extras allowed: "
+    print(f"{experiment} ({label}): Kmax = {kmax_value} (extras allowed: "
           f"{result['kmax_requested_found']}); {out}/kmax.json")
     return 0
 

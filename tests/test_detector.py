@@ -6,7 +6,7 @@ from hypothesis import given, strategies as st
 
 from empirical.detector import (HEATMAP_SCALE, WORKING_RESOLUTION, augment, build_network,
                                 count_accuracy, decode_heatmap, detect_objects, focal_loss,
-                                heatmap_targets, load_detector, save_detector, to_working_resolution,
+                                focal_loss_per_image, hard_example_weights, heatmap_targets, load_detector, save_detector, to_working_resolution,
                                 train_detector, tune_threshold)
 from empirical.kmax import evaluate_kmax, kmax, match_locations, sample_succeeds
 
@@ -215,6 +215,52 @@ def test_fine_tuning_starts_from_the_init_weights(torch_one_thread, tmp_path, mo
     assert json.loads((tmp_path / "run" / "run.json").read_text())["config"]["init"] == report["init"]
 
 
+def test_hard_example_weights_single_out_the_image_the_network_gets_wrong(torch_one_thread):
+    import torch
+    train = _blob_dataset(32, seed=0)
+    network, _ = train_detector([train], steps=100, seed=0, batch_size=16, width=8, lr=1e-2,
+                                progress=False)
+    images = to_working_resolution(train.images)
+    locations = [np.array([o["location"] for o in m["objects"]]).reshape(-1, 2)
+                 for m in train.metadata]
+    with_blobs = [i for i, loc in enumerate(locations) if len(loc)]
+    wrong = with_blobs[0]
+    locations[wrong] = np.zeros((0, 2))          # a mislabelled image: its blobs count as errors
+    targets = torch.from_numpy(heatmap_targets(locations, WORKING_RESOLUTION * HEATMAP_SCALE))
+    weights = hard_example_weights(network, images, targets)
+    assert weights.shape == (32,) and weights.sum() == pytest.approx(1.0)
+    assert int(np.argmax(weights)) == wrong
+    # per-image losses are each image's own focal loss
+    from empirical.detector import add_coordinates
+    with torch.no_grad():
+        logits = network(add_coordinates(images[:4]))
+        per_image = focal_loss_per_image(logits, targets[:4])
+        for i in range(4):
+            assert float(per_image[i]) == pytest.approx(float(focal_loss(logits[i:i + 1], targets[i:i + 1])),
+                                                        rel=1e-5)
+
+
+def test_hard_fraction_needs_an_init_network(torch_one_thread, tmp_path, monkeypatch):
+    import json
+    import empirical.dataset
+    from empirical.detector import train_detector_cli
+    from localcomp.errors import UserError
+    train = _blob_dataset(16, seed=0)
+    with pytest.raises(ValueError, match="init"):
+        train_detector([train], steps=1, seed=0, batch_size=8, width=8, progress=False,
+                       hard_fraction=0.5)
+    monkeypatch.setattr(empirical.dataset, "load_dataset", lambda path: train)
+    with pytest.raises(UserError, match="--hard-fraction.*--init"):
+        train_detector_cli(_train_args(tmp_path, hard_fraction=0.5))
+    with pytest.raises(UserError, match="--hard-fraction.*\\[0, 1\\)"):
+        train_detector_cli(_train_args(tmp_path, hard_fraction=1.0))
+    assert not (tmp_path / "run").exists()
+    save_detector(build_network(8), tmp_path / "init.pt")
+    assert train_detector_cli(_train_args(tmp_path, init=str(tmp_path / "init.pt"),
+                                          hard_fraction=0.5)) == 0
+    assert json.loads((tmp_path / "run" / "train.json").read_text())["hard_fraction"] == 0.5
+
+
 def _hardness_module():
     import importlib.util
     from pathlib import Path
@@ -243,6 +289,10 @@ def test_error_breakdown_splits_by_visibility_and_error_sign():
     bins = hardness.miss_rate_by_pixels(np.array([3.0, 4.0, 9.0, 40.0]),
                                         np.array([True, False, False, False]), edges=(0, 5, np.inf))
     assert [(b["objects"], b["missed"]) for b in bins] == [(2, 1), (2, 0)]
+    by_colour = hardness.miss_rate_by_colour(np.array(["gray", "red", "gray"], dtype=object),
+                                             np.array([True, False, False]))
+    assert by_colour == {"gray": {"objects": 2, "missed": 1, "miss_rate": 0.5},
+                         "red": {"objects": 1, "missed": 0, "miss_rate": 0.0}}
     # the centre of object 1 (mask value 1) lies on object 2's pixels: hidden
     mask = np.zeros((32, 32), np.uint8)
     mask[16, 16], mask[0, 0] = 2, 2

@@ -79,11 +79,23 @@ def test_table_puts_our_kmax_next_to_the_papers(tmp_path):
     assert _run(["table", "--runs", *(str(tmp_path / e) for e in ("exp2", "exp2l", "exp2l-k8")),
                  "--out", str(tmp_path / "t")]) == 0
     table = json.loads((tmp_path / "t" / "table1.json").read_text())
-    assert table["rows"]["1-3"]["exp2l"] == {"ours": 7, "ours_requested_found": None, "paper": 9,
+    assert table["rows"]["1-3"]["exp2l"] == {"ours": 7, "ours_requested_found": None,
+                                             "share_found_beyond_training": None, "paper": 9,
                                              "source": str(tmp_path / "exp2l" / "kmax.json")}
     assert table["rows"]["1"]["exp2"]["ours"] is None and table["rows"]["1"]["exp2"]["paper"] == 1
     md = (tmp_path / "t" / "table1.md").read_text()
     assert "| 1-3 | · (–) | 2 (2) | 7 (9) | · (3) | · (9) | 3 (–) | · (–) |" in md
+    assert "Share of the K requested objects found" not in md      # no evaluation, no second table
+    # with per-K counts: the mean share over the K above the training maximum (K = 4, 5 here)
+    counts = {"2": {"location_found_rate": 1.0}, "3": {"location_found_rate": 0.9},
+              "4": {"location_found_rate": 0.8}, "5": {"location_found_rate": 0.6}}
+    (tmp_path / "exp2l" / "kmax.json").write_text(json.dumps(
+        {"experiment": "exp2l", "training_objects": "1-3", "kmax": 7,
+         "evaluation": {"counts": counts, "per_k": {k: 0.5 for k in counts}}}))
+    assert _run(["table", "--runs", str(tmp_path / "exp2l"), "--out", str(tmp_path / "t2")]) == 0
+    cell = json.loads((tmp_path / "t2" / "table1.json").read_text())["rows"]["1-3"]["exp2l"]
+    assert cell["share_found_beyond_training"] == pytest.approx(0.7)
+    assert "| 1-3 | · | · | 0.70 | · | · | · | · |" in (tmp_path / "t2" / "table1.md").read_text()
     with pytest.raises(UserError, match="second result"):
         _run(["table", "--runs", str(tmp_path / "exp2"), str(tmp_path / "exp2"), "--out", str(tmp_path / "u")])
 
@@ -120,6 +132,19 @@ def test_kmax_samples_every_k_and_records_the_evaluation(tmp_path, monkeypatch):
     assert report["kmax"] == report["evaluation"]["kmax"] and set(report["evaluation"]["per_k"]) == {"0", "1", "2"}
     assert report["experiment"] == "exp2" and report["training_objects"] == "1-3"
     assert (run / "kmax_grid_k02.png").exists() and (run / "kmax_samples.npz").exists()
+    # a copy without the checkpoint (as in results/) is re-detected from its kmax.json
+    import shutil
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("checkpoint.pt"))
+    kmax_args = ["--data", "D", "--detector", str(tmp_path / "det.pt"), "--max-k", "2",
+                 "--num-sets", "2", "--n", "1", "--reuse-samples"]
+    assert _run(["kmax", "--run", str(copy), *kmax_args]) == 0
+    again = json.loads((copy / "kmax.json").read_text())
+    assert again["reused_samples"] and again["evaluation"] == report["evaluation"]
+    assert (again["experiment"], again["training_objects"]) == ("exp2", "1-3")
+    (copy / "kmax.json").unlink()
+    with pytest.raises(UserError, match="no checkpoint.*kmax.json"):
+        _run(["kmax", "--run", str(copy), *kmax_args])
     assert _run(["sample", "--run", str(run), "--from-dataset", "D", "--k", "2", "--num-sets", "2", "--n", "1",
                  "--sampler-steps", "2", "--out", str(tmp_path / "s")]) == 0
     assert np.load(tmp_path / "s" / "samples.npz")["locations"].shape == (2, 2, 2)
