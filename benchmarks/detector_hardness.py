@@ -21,7 +21,8 @@ Error sources (``--detector``), per resolution, key ``errors``:
   left unmatched by the Hungarian matching (tolerance 0.125) with the detections, binned by the
   object's visible pixels (32 px units), and split by whether the object's own centre pixel
   shows another object (``miss_rate_hidden_centre`` / ``miss_rate_visible_centre``), and by
-  the object's colour (``miss_rate_by_colour``). If the errors are information-limited, the misses
+  the object's colour (``miss_rate_by_colour``); and the per-K accuracy on the scenes without a
+  grey object (``exact_count_accuracy_scenes_without_grey``). If the errors are information-limited, the misses
   concentrate on objects showing a few pixels and accuracy on the restricted subsets is near 1;
   if they are network-limited, well-visible objects are missed too.
 """
@@ -134,7 +135,7 @@ def detector_errors(data, detections: list[np.ndarray], tolerance: float) -> dic
     """The ``errors`` entry for one dataset (see the module docstring)."""
     from empirical.kmax import match_locations
 
-    true_counts, found_counts, min_pixels, hidden = [], [], [], []
+    true_counts, found_counts, min_pixels, hidden, has_grey = [], [], [], [], []
     object_pixels, object_missed, object_hidden, object_colours = [], [], [], []
     for mask, meta, found in zip(data.masks, data.metadata, detections):
         objects = meta["objects"]
@@ -143,6 +144,7 @@ def detector_errors(data, detections: list[np.ndarray], tolerance: float) -> dic
         found_counts.append(len(found))
         min_pixels.append(np.inf if row["min_pixels"] is None else row["min_pixels"])
         hidden.append(row["hidden_centre"])
+        has_grey.append(any(o.get("color") == "gray" for o in objects))
         if len(objects) >= MISS_RATE_MIN_K:
             truth = np.array([o["location"] for o in objects], dtype=np.float64)
             matched, _ = match_locations(found, truth, tolerance)
@@ -156,10 +158,18 @@ def detector_errors(data, detections: list[np.ndarray], tolerance: float) -> dic
     return {"per_k": error_breakdown(np.array(true_counts), np.array(found_counts),
                                      np.array(min_pixels), np.array(hidden)),
             f"miss_rate_by_visible_pixels_k_ge_{MISS_RATE_MIN_K}": miss_rate_by_pixels(pixels, missed),
+            "exact_count_accuracy_scenes_without_grey": accuracy_per_k(
+                np.array(true_counts), np.array(found_counts), ~np.array(has_grey, dtype=bool)),
             f"miss_rate_by_colour_k_ge_{MISS_RATE_MIN_K}": miss_rate_by_colour(
                 np.array(object_colours, dtype=object), missed),
             f"miss_rate_hidden_centre_k_ge_{MISS_RATE_MIN_K}": _rate(missed[hidden_objects]),
             f"miss_rate_visible_centre_k_ge_{MISS_RATE_MIN_K}": _rate(missed[~hidden_objects])}
+
+
+def accuracy_per_k(true_counts: np.ndarray, found_counts: np.ndarray, keep: np.ndarray) -> dict:
+    """{K: {n, exact_count_accuracy}} over the scenes where ``keep`` (all [N]) is True."""
+    return {int(k): _accuracy(found_counts[keep & (true_counts == k)] == k)
+            for k in np.unique(true_counts[keep])}
 
 
 def miss_rate_by_colour(colours: np.ndarray, missed: np.ndarray) -> dict:

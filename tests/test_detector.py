@@ -289,6 +289,9 @@ def test_error_breakdown_splits_by_visibility_and_error_sign():
     bins = hardness.miss_rate_by_pixels(np.array([3.0, 4.0, 9.0, 40.0]),
                                         np.array([True, False, False, False]), edges=(0, 5, np.inf))
     assert [(b["objects"], b["missed"]) for b in bins] == [(2, 1), (2, 0)]
+    kept = hardness.accuracy_per_k(true, found, np.array([True, False, True, True, True]))
+    assert kept == {0: {"n": 1, "exact_count_accuracy": 1.0},
+                    3: {"n": 3, "exact_count_accuracy": pytest.approx(1 / 3)}}
     by_colour = hardness.miss_rate_by_colour(np.array(["gray", "red", "gray"], dtype=object),
                                              np.array([True, False, False]))
     assert by_colour == {"gray": {"objects": 2, "missed": 1, "miss_rate": 0.5},
