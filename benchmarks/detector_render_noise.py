@@ -68,8 +68,8 @@ def main() -> None:
         result["renders"][path] = {
             "spp": int(data.manifest["spp"]), "miscounted": int(wrong[-1].sum()),
             "undercounts": int((found < truth).sum()), "overcounts": int((found > truth).sum()),
-            "exact_count_accuracy_per_k": {int(k): float(np.mean(found[truth == k] == k))
-                                           for k in np.unique(truth)},
+            "exact_count_accuracy_per_k": {int(k): row["exact_count_accuracy"]
+                                           for k, row in errors["per_k"].items()},
             **{name: value for name, value in errors.items() if name != "per_k"}}
         print(path, "spp", data.manifest["spp"], "miscounted", int(wrong[-1].sum()),
               np.round(list(result["renders"][path]["exact_count_accuracy_per_k"].values()), 3))

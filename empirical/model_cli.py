@@ -226,7 +226,7 @@ def _kmax(args) -> int:
     from empirical.detector import load_detector
     from empirical.kmax import evaluate_kmax
     from empirical.sampling import image_grid, mark_locations, sample_for_sets, to_uint8, write_png
-    from empirical.train import load_trained
+    from empirical.train import CHECKPOINT, load_trained
 
     if not Path(args.detector).exists():  # checked before the (long) sampling
         raise UserError(f"--detector: {args.detector} does not exist")
@@ -234,7 +234,7 @@ def _kmax(args) -> int:
         raise UserError("--max-k must be >= 0, --num-sets and --n >= 1")
     out = Path(args.out or args.run)
     samples_path = out / "kmax_samples.npz"
-    if args.reuse_samples and not (Path(args.run) / "checkpoint.pt").exists():
+    if args.reuse_samples and not (Path(args.run) / CHECKPOINT).exists():
         previous = previous_kmax_record(out)
         experiment, step = previous["experiment"], int(previous["checkpoint_step"])
         steps, label = previous["sampler_steps"], args.training_objects or previous["training_objects"]

@@ -6,7 +6,8 @@ from hypothesis import given, strategies as st
 
 from empirical.detector import (HEATMAP_SCALE, WORKING_RESOLUTION, augment, build_network,
                                 count_accuracy, decode_heatmap, detect_objects, focal_loss,
-                                focal_loss_per_image, hard_example_weights, heatmap_targets, load_detector, save_detector, to_working_resolution,
+                                focal_loss_per_image, hard_example_weights, heatmap_targets,
+                                load_detector, save_detector, to_working_resolution,
                                 train_detector, tune_threshold)
 from empirical.kmax import evaluate_kmax, kmax, match_locations, sample_succeeds
 
