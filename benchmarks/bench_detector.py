@@ -41,9 +41,9 @@ CONDITIONS = ("clean", "blur", "noise", "blur+noise", "dim")
 def main() -> None:
     import torch
 
-    from empirical.dataset import load_dataset
-    from empirical.detector import detect_objects, load_detector, object_locations, per_k_accuracy
-    from empirical.kmax import DEFAULT_TOLERANCE
+    from empirical.clevr.dataset import load_dataset
+    from empirical.detection.detector import detect_objects, load_detector, object_locations, per_k_accuracy
+    from empirical.detection.matching import DEFAULT_TOLERANCE
     from localcomp.provenance import write_json_atomic, write_run_record
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

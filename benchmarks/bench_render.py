@@ -29,7 +29,7 @@ def cpu_seconds() -> float:
 
 def measure(config, workers: int) -> dict:
     """Render ``config`` once with ``workers`` processes into a scratch directory."""
-    from empirical.dataset import build_dataset
+    from empirical.clevr.dataset import build_dataset
 
     scratch = Path(tempfile.mkdtemp(prefix="bench_render_"))
     try:
@@ -46,8 +46,8 @@ def measure(config, workers: int) -> dict:
 
 
 def main() -> None:
-    from empirical.dataset import BuildConfig
-    from empirical.presets import get_preset
+    from empirical.clevr.dataset import BuildConfig
+    from empirical.clevr.presets import get_preset
     from localcomp.provenance import write_json_atomic, write_run_record
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import torch
 
-from empirical.experiments import PRESETS, build_model, make_train_config
-from empirical.synthetic import BlobDataset
-from empirical.train import collate_sets
-from empirical.unet import SigmaDistribution
+from empirical.training.experiments import PRESETS, build_model, make_train_config
+from empirical.clevr.synthetic import BlobDataset
+from empirical.training.train import collate_sets
+from empirical.models.unet import SigmaDistribution
 from localcomp.provenance import write_json_atomic, write_run_record
 
 
@@ -44,7 +44,7 @@ class DiffusersBaseline(torch.nn.Module):
                                norm_num_groups=min(8, channels))
 
     def training_loss(self, images, cond, mask, generator, sigma_dist):
-        from empirical import edm
+        from empirical.models import edm
         sigma = edm.sample_sigma(images.shape[0], sigma_dist.p_mean, sigma_dist.p_std, generator)
         c_skip, c_out, c_in, c_noise = (c[:, None, None, None] for c in edm.preconditioning(sigma))
         noisy = images + sigma[:, None, None, None] * torch.randn(images.shape, generator=generator)

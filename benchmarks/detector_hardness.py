@@ -133,7 +133,7 @@ def miss_rate_by_pixels(object_pixels: np.ndarray, object_missed: np.ndarray,
 
 def detector_errors(data, detections: list[np.ndarray], tolerance: float) -> dict:
     """The ``errors`` entry for one dataset (see the module docstring)."""
-    from empirical.kmax import match_locations
+    from empirical.evaluation.kmax import match_locations
 
     true_counts, found_counts, min_pixels, hidden, has_grey = [], [], [], [], []
     object_pixels, object_missed, object_hidden, object_colours = [], [], [], []
@@ -184,7 +184,7 @@ def _rate(missed: np.ndarray) -> dict:
 
 
 def main() -> None:
-    from empirical.dataset import load_dataset
+    from empirical.clevr.dataset import load_dataset
     from localcomp.errors import UserError
     from localcomp.provenance import write_json_atomic, write_run_record
 
@@ -199,7 +199,7 @@ def main() -> None:
     if args.detector is not None:
         import torch
 
-        from empirical.detector import load_detector
+        from empirical.detection.detector import load_detector
         if not Path(args.detector).is_file():
             raise UserError(f"--detector: {args.detector} does not exist")
         torch.set_num_threads(1)
@@ -216,8 +216,8 @@ def main() -> None:
         for k, row in table.items():
             print(resolution, k, {name: round(v, 2) for name, v in row.items()})
         if network is not None:
-            from empirical.detector import detect_objects
-            from empirical.kmax import DEFAULT_TOLERANCE
+            from empirical.detection.detector import detect_objects
+            from empirical.detection.matching import DEFAULT_TOLERANCE
             errors = detector_errors(data, detect_objects(network, data.images), DEFAULT_TOLERANCE)
             result[resolution]["errors"] = {"detector": args.detector, "tolerance": DEFAULT_TOLERANCE,
                                             **errors}

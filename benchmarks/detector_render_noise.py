@@ -36,9 +36,9 @@ def same_scenes(first, second) -> bool:
 def main() -> None:
     import torch
 
-    from empirical.dataset import load_dataset
-    from empirical.detector import detect_objects, load_detector, object_locations
-    from empirical.kmax import DEFAULT_TOLERANCE
+    from empirical.clevr.dataset import load_dataset
+    from empirical.detection.detector import detect_objects, load_detector, object_locations
+    from empirical.detection.matching import DEFAULT_TOLERANCE
     from localcomp.errors import UserError
     from localcomp.provenance import write_json_atomic, write_run_record
 

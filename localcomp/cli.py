@@ -18,7 +18,7 @@ from localcomp.errors import UserError
 
 def build_parser() -> argparse.ArgumentParser:
     from empirical.cli import add_parser as add_clevr
-    from empirical.toy_learned import add_command as add_toy_learned
+    from empirical.toy.learned import add_command as add_toy_learned
     from localcomp.verify import add_parser as add_verify
     from numerics.cli import add_parser as add_toy
 

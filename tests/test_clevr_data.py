@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from empirical import scene as clevr
-from empirical.dataset import (BuildConfig, ClevrDataset, DatasetError, build_dataset,
+from empirical.clevr import scene as clevr
+from empirical.clevr.dataset import (BuildConfig, ClevrDataset, DatasetError, build_dataset,
                                collate_sets, load_dataset, shard_name)
-from empirical.presets import PRESETS, get_preset
+from empirical.clevr.presets import PRESETS, get_preset
 from localcomp.errors import UserError
 
 
@@ -47,7 +47,7 @@ def test_visibility_threshold_scales_clevr_pixel_count():
 
 
 def test_projection_matches_mask_centroid_and_visibility_rule():
-    from empirical.render import render_visible_scene
+    from empirical.clevr.render import render_visible_scene
     for seed in range(3):
         rendered = render_visible_scene(np.random.default_rng(seed), 1, 32, 2, seed)
         rows, cols = np.nonzero(rendered.mask == 1)
@@ -92,7 +92,7 @@ def test_kill_and_resume_equals_one_shot_and_renders_nothing_twice(one_shot, tmp
     kept = {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("shard-*.npz")}
     # a stray temporary file, as left by a kill during write_bytes_atomic
     (tmp_path / f".{shard_name(2)}.abc.tmp").write_bytes(b"half a shard")
-    import empirical.dataset as dataset_module
+    import empirical.clevr.dataset as dataset_module
     rendered = []
     original = dataset_module.render_shard
     monkeypatch.setattr(dataset_module, "render_shard",
@@ -180,7 +180,7 @@ def test_bad_inputs_raise_user_errors_before_writing(one_shot, tmp_path):
 
 def test_render_command_through_the_cli_parser(tmp_path, capsys):
     import argparse
-    from empirical.data_cli import add_data_commands
+    from empirical.cli.data import add_data_commands
     parser = argparse.ArgumentParser()
     add_data_commands(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["render", "--preset", "clevr1", "--out", str(tmp_path / "d"),

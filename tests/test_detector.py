@@ -4,12 +4,13 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from empirical.detector import (HEATMAP_SCALE, WORKING_RESOLUTION, augment, build_network,
+from empirical.detection.detector import (HEATMAP_SCALE, WORKING_RESOLUTION, augment, build_network,
                                 count_accuracy, decode_heatmap, detect_objects, focal_loss,
                                 focal_loss_per_image, hard_example_weights, heatmap_targets,
                                 load_detector, save_detector, to_working_resolution,
                                 train_detector, tune_threshold)
-from empirical.kmax import evaluate_kmax, kmax, match_locations, sample_succeeds
+from empirical.detection.matching import match_locations, sample_succeeds
+from empirical.evaluation.kmax import evaluate_kmax, kmax
 
 points = st.lists(st.tuples(st.floats(-1, 1), st.floats(-1, 1)), min_size=0, max_size=8)
 
@@ -105,7 +106,7 @@ def test_focal_loss_prefers_the_target():
 def _blob_dataset(n, seed, max_objects=3):
     """ClevrData-like stand-in: 32 px images of 0..max_objects well-separated blobs."""
     from types import SimpleNamespace
-    from empirical.synthetic import blob_image
+    from empirical.clevr.synthetic import blob_image
     rng = np.random.default_rng(seed)
     images, metadata = [], []
     for _ in range(n):
@@ -153,7 +154,7 @@ def test_load_rejects_another_architecture(tmp_path):
 
 
 def test_evaluate_kmax_with_a_stub_detector(monkeypatch):
-    import empirical.detector as det
+    import empirical.detection.detector as det
     rng = np.random.default_rng(0)
     requested = {k: rng.uniform(-0.8, 0.8, (4, k, 2)) for k in (0, 1, 2, 3)}
     images = {k: np.zeros((4, 8, 8, 3), np.uint8) + k for k in (0, 1, 2, 3)}
@@ -183,8 +184,8 @@ def _train_args(tmp_path, **kw):
 
 def test_fine_tuning_starts_from_the_init_weights(torch_one_thread, tmp_path, monkeypatch):
     import json
-    import empirical.dataset
-    from empirical.detector import train_detector_cli
+    import empirical.clevr.dataset
+    from empirical.detection.detector import train_detector_cli
     from localcomp.errors import UserError
     train = _blob_dataset(32, seed=0)
     trained, _ = train_detector([train], steps=60, seed=0, batch_size=16, width=8, lr=1e-2,
@@ -201,7 +202,7 @@ def test_fine_tuning_starts_from_the_init_weights(torch_one_thread, tmp_path, mo
     for a, b in zip(detect_objects(kept, train.images), detect_objects(trained, train.images)):
         np.testing.assert_allclose(a, b, atol=1e-6)
     # the CLI: --init is checked (width, existence) before anything is written, and recorded
-    monkeypatch.setattr(empirical.dataset, "load_dataset", lambda path: train)
+    monkeypatch.setattr(empirical.clevr.dataset, "load_dataset", lambda path: train)
     with pytest.raises(UserError, match="--init.*width 8.*--width is 16"):
         train_detector_cli(_train_args(tmp_path, init=str(tmp_path / "init.pt"), width=16))
     with pytest.raises(UserError, match="--init.*does not exist"):
@@ -232,7 +233,7 @@ def test_hard_example_weights_single_out_the_image_the_network_gets_wrong(torch_
     assert weights.shape == (32,) and weights.sum() == pytest.approx(1.0)
     assert int(np.argmax(weights)) == wrong
     # per-image losses are each image's own focal loss
-    from empirical.detector import add_coordinates
+    from empirical.detection.detector import add_coordinates
     with torch.no_grad():
         logits = network(add_coordinates(images[:4]))
         per_image = focal_loss_per_image(logits, targets[:4])
@@ -243,14 +244,14 @@ def test_hard_example_weights_single_out_the_image_the_network_gets_wrong(torch_
 
 def test_hard_fraction_needs_an_init_network(torch_one_thread, tmp_path, monkeypatch):
     import json
-    import empirical.dataset
-    from empirical.detector import train_detector_cli
+    import empirical.clevr.dataset
+    from empirical.detection.detector import train_detector_cli
     from localcomp.errors import UserError
     train = _blob_dataset(16, seed=0)
     with pytest.raises(ValueError, match="init"):
         train_detector([train], steps=1, seed=0, batch_size=8, width=8, progress=False,
                        hard_fraction=0.5)
-    monkeypatch.setattr(empirical.dataset, "load_dataset", lambda path: train)
+    monkeypatch.setattr(empirical.clevr.dataset, "load_dataset", lambda path: train)
     with pytest.raises(UserError, match="--hard-fraction.*--init"):
         train_detector_cli(_train_args(tmp_path, hard_fraction=0.5))
     with pytest.raises(UserError, match="--hard-fraction.*\\[0, 1\\)"):

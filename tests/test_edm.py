@@ -6,7 +6,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from empirical import edm
+from empirical.models import edm
 
 sigmas = st.floats(min_value=1e-3, max_value=100.0)
 sigma_datas = st.floats(min_value=0.1, max_value=2.0)

@@ -2,11 +2,11 @@
 
 import numpy as np
 
-from empirical.kmax import evaluate_kmax
+from empirical.evaluation.kmax import evaluate_kmax
 
 
 def test_extra_objects_fail_success_but_not_requested_found(monkeypatch):
-    import empirical.detector as det
+    import empirical.detection.detector as det
     rng = np.random.default_rng(1)
     requested = {k: rng.uniform(-0.8, 0.8, (3, k, 2)) for k in (1, 2)}
     images = {k: np.zeros((3, 8, 8, 3), np.uint8) + k for k in (1, 2)}
@@ -24,7 +24,7 @@ def test_extra_objects_fail_success_but_not_requested_found(monkeypatch):
 
 
 def test_location_found_rate_is_the_share_of_requested_objects_found(monkeypatch):
-    import empirical.detector as det
+    import empirical.detection.detector as det
     rng = np.random.default_rng(2)
     requested = {k: rng.uniform(-0.8, 0.8, (4, k, 2)) for k in (0, 4)}
     images = {k: np.zeros((4, 8, 8, 3), np.uint8) + k for k in (0, 4)}
@@ -38,7 +38,7 @@ def test_location_found_rate_is_the_share_of_requested_objects_found(monkeypatch
 
 
 def test_per_k_figure_only_for_entries_with_an_evaluation():
-    from empirical.table import plot_per_k
+    from empirical.evaluation.table import plot_per_k
 
     assert plot_per_k([{"experiment": "exp2", "training_objects": "1-3", "kmax": 1}]) is None
     evaluation = {"per_k": {"0": 1.0, "1": 0.5}, "threshold": 0.5,

@@ -1,4 +1,4 @@
-"""Locality diagnostics (empirical.locality) validated on exact scores and on tiny networks;
+"""Locality diagnostics (empirical.diagnostics.locality) validated on exact scores and on tiny networks;
 the correlation tool on synthetic JSON; the two CLI commands end to end.
 
 Tolerances (docs/locality-diagnostics.md): on an exactly CPC family the measured conditional
@@ -18,8 +18,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from empirical import locality as L
-from empirical.exact_denoiser import ExactFamilyDenoiser, model_denoise, to_torch
+from empirical.diagnostics import locality as L
+from empirical.toy.exact_denoiser import ExactFamilyDenoiser, model_denoise, to_torch
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -120,7 +120,7 @@ def test_non_cpc_variants_are_detected(name, part, key):
 # -- tiny networks: the patch model is local by construction, the UNet is not ---------------------
 
 def _randomized(experiment):
-    from empirical.experiments import build_model, make_train_config
+    from empirical.training.experiments import build_model, make_train_config
 
     torch.manual_seed(0)
     model = build_model(make_train_config(experiment, "tiny"))
@@ -241,7 +241,7 @@ def _write_entry(root, name, leakage, radius, kmax, experiment):
 
 
 def test_correlate_on_synthetic_entries(tmp_path):
-    from empirical.correlation import correlate, load_entries
+    from empirical.evaluation.correlation import correlate, load_entries
 
     leak = [0.9, 0.2, 0.5, 0.1, 0.7]
     kmax = [1, 8, 4, 9, 2]            # strictly decreasing in leakage
@@ -276,8 +276,8 @@ def test_correlate_on_synthetic_entries(tmp_path):
 # -- clevr locality end to end on an untrained tiny checkpoint ------------------------------------
 
 def test_locality_command(tmp_path):
-    from empirical.experiments import make_train_config
-    from empirical.train import save_checkpoint
+    from empirical.training.experiments import make_train_config
+    from empirical.training.train import save_checkpoint
     from localcomp.cli import main
 
     config = make_train_config("exp1", "tiny")
@@ -303,7 +303,7 @@ def test_locality_command(tmp_path):
 def test_rendered_mask_footprints_and_pixel_choice():
     from types import SimpleNamespace
 
-    from empirical.diagnostics_cli import mask_footprints
+    from empirical.cli.diagnostics import mask_footprints
 
     masks = np.zeros((1, 6, 6), np.uint8)
     masks[0, 1, 1] = 2                 # object 1 (conditioner 0 points at it)

@@ -5,8 +5,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from empirical.patch_local import PatchConfig, PatchLocalDenoiser, location_cells
-from empirical.unet import EDMDenoiser, UNetConfig
+from empirical.models.patch_local import PatchConfig, PatchLocalDenoiser, location_cells
+from empirical.models.unet import EDMDenoiser, UNetConfig
 
 
 # one torch thread: the `torch_one_thread` fixture in conftest.py

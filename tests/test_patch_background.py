@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from empirical.patch_local import PatchConfig, PatchLocalDenoiser, relative_conditioners
-from empirical.unet import UNetConfig
+from empirical.models.patch_local import PatchConfig, PatchLocalDenoiser, relative_conditioners
+from empirical.models.unet import UNetConfig
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

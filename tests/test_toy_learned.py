@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from empirical.toy_bumps import (BumpFamily, ExactDenoiser, cells_to_image, cells_to_present, conditioners,
+from empirical.toy.bumps import (BumpFamily, ExactDenoiser, cells_to_image, cells_to_present, conditioners,
                                  found_cells, image_to_cells, image_to_flat, numerics_model,
                                  present_cells, random_sets, sample_images)
-from empirical.toy_study import (StudyConfig, build_model, draw_points, generate, kmax_request,
+from empirical.toy.study import (StudyConfig, build_model, draw_points, generate, kmax_request,
                                  kmax_table, leakage, relative_score_error, training_batch)
 
 CPC = BumpFamily(8, 0.0)
@@ -122,8 +122,8 @@ def test_relative_score_error():
 
 @pytest.mark.parametrize("name", ["unet-tokens", "patch"])
 def test_a_few_training_steps_reduce_the_loss(name, torch_one_thread):
-    from empirical.toy_study import train_model
-    from empirical.unet import SigmaDistribution
+    from empirical.toy.study import train_model
+    from empirical.models.unet import SigmaDistribution
 
     config = StudyConfig(steps=40, batch_size=16, channels=8, lr=5e-3, warmup=5)
     torch.manual_seed(0)

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from localcomp.errors import UserError
-from empirical.experiments import make_train_config
-from empirical.synthetic import BlobDataset
-from empirical.train import (NonFiniteLossError, batch_indices, load_checkpoint, select_conditioners,
+from empirical.training.experiments import make_train_config
+from empirical.clevr.synthetic import BlobDataset
+from empirical.training.train import (NonFiniteLossError, batch_indices, load_checkpoint, select_conditioners,
                              train)
 
 
@@ -115,7 +115,7 @@ def test_ddp_two_gloo_processes_keep_identical_parameters(tmp_path):
 
 def _ddp_rank_main(rank, world, port, out_dir):
     """One rank: train 3 steps of exp1/tiny with world size 2, save this rank's final parameters."""
-    import empirical.train as training
+    import empirical.training.train as training
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
@@ -133,3 +133,21 @@ def _ddp_rank_main(rank, world, port, out_dir):
     training.train(cfg, BlobDataset(size=24, resolution=16, seed=3), f"{out_dir}/run", progress=False)
     torch.save(captured["model"].state_dict(), f"{out_dir}/rank{rank}.pt")
     torch.distributed.destroy_process_group()
+
+
+def test_checkpoints_written_before_the_subpackage_split_still_load(tmp_path, monkeypatch):
+    """A checkpoint pickles its TrainConfig by module path; old runs name ``empirical.experiments``."""
+    import sys
+
+    import empirical.training.experiments as experiments
+    from empirical.training.train import load_checkpoint, save_checkpoint
+
+    config = make_train_config("exp1", "tiny")
+    monkeypatch.setitem(sys.modules, "empirical.experiments", experiments)
+    monkeypatch.setattr(experiments.TrainConfig, "__module__", "empirical.experiments")
+    save_checkpoint(tmp_path / "old.pt", {"config": config, "step": 3})
+    assert b"empirical.experiments" in (tmp_path / "old.pt").read_bytes()
+    monkeypatch.undo()
+    assert "empirical.experiments" not in sys.modules
+    state = load_checkpoint(tmp_path / "old.pt")
+    assert type(state["config"]) is experiments.TrainConfig and state["config"] == config

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from localcomp.errors import UserError
-from empirical.model_cli import add_model_commands
-from empirical.sampling import image_grid, parse_locations, sample_for_sets
+from empirical.cli.model import add_model_commands
+from empirical.models.sampling import image_grid, parse_locations, sample_for_sets
 
 
 # one torch thread: the `torch_one_thread` fixture in conftest.py
@@ -104,22 +104,22 @@ def test_kmax_samples_every_k_and_records_the_evaluation(tmp_path, monkeypatch):
     """The kmax job end to end with a stand-in dataset (blobs, 0-2 objects) and an untrained detector."""
     import json
 
-    import empirical.dataset
-    import empirical.kmax
-    from empirical.detector import build_network
-    from empirical.synthetic import BlobDataset
+    import empirical.clevr.dataset
+    import empirical.evaluation.kmax
+    from empirical.detection.detector import build_network
+    from empirical.clevr.synthetic import BlobDataset
 
     calls = {}
-    real_evaluate = empirical.kmax.evaluate_kmax
+    real_evaluate = empirical.evaluation.kmax.evaluate_kmax
 
     def evaluate_kmax(samples_by_k, requested_by_k, detector):
         calls.update(ks=sorted(samples_by_k), shapes={k: v.shape for k, v in samples_by_k.items()},
                      requested=requested_by_k)
         return real_evaluate(samples_by_k, requested_by_k, detector)
 
-    monkeypatch.setattr(empirical.kmax, "evaluate_kmax", evaluate_kmax)
+    monkeypatch.setattr(empirical.evaluation.kmax, "evaluate_kmax", evaluate_kmax)
     torch.save({"width": 4, "state_dict": build_network(4).state_dict()}, tmp_path / "det.pt")  # untrained
-    monkeypatch.setattr(empirical.dataset, "ClevrDataset",
+    monkeypatch.setattr(empirical.clevr.dataset, "ClevrDataset",
                         lambda path: BlobDataset(size=40, resolution=16, min_objects=0, max_objects=2))
     run = tmp_path / "run"
     _run(["train", "--experiment", "exp2", "--preset", "tiny", "--data", "synthetic", "--out", str(run),
@@ -151,7 +151,7 @@ def test_kmax_samples_every_k_and_records_the_evaluation(tmp_path, monkeypatch):
 
 
 def test_kmax_samples_are_reused_only_for_the_same_step_and_sets(tmp_path):
-    from empirical.model_cli import load_kmax_samples
+    from empirical.cli.model import load_kmax_samples
 
     sets_by_k = {0: [torch.zeros(0, 2)], 2: [torch.tensor([[0.1, 0.2], [-0.3, 0.4]])]}
     images = {k: np.full((2, 8, 8, 3), k, np.uint8) for k in sets_by_k}

@@ -3,7 +3,7 @@
 Registered from the top level (``localcomp.cli``) into the ``toy`` subcommands, because
 ``numerics`` never imports ``empirical``; ``toy all`` (numerics' experiments) does not run it.
 For each family (``cpc``: exactly CPC; ``shadow``: near-CPC, objects shade the cell to their
-right) the study trains every model (``empirical.toy_study``) on fresh exact samples with 1..3
+right) the study trains every model (``empirical.toy.study``) on fresh exact samples with 1..3
 objects, then measures against the exact denoiser: relative score error per sigma and K,
 conditional leakage per sigma, and Kmax (K = 0..12, exact counting). The exact denoiser and
 the exact composition of its singletons (T4) are measured the same way as references.
@@ -32,7 +32,7 @@ ERROR_FLOOR = 1e-4  # figure only: smaller errors (float rounding, no adjacent o
 
 def add_command(toy_subparsers) -> None:
     """Add ``learned`` to the ``localcomp toy`` subcommands (called by ``localcomp.cli``)."""
-    from empirical.toy_study import CONDITIONING, MODEL_NAMES, StudyConfig
+    from empirical.toy.study import CONDITIONING, MODEL_NAMES, StudyConfig
 
     d = StudyConfig()
     p = toy_subparsers.add_parser(
@@ -73,7 +73,7 @@ def _object_range(text: str) -> tuple[int, int]:
 
 def config_from_args(args):
     """Validate the arguments (``UserError`` naming the flag) and build the ``StudyConfig``."""
-    from empirical.toy_study import StudyConfig
+    from empirical.toy.study import StudyConfig
 
     require(args.size >= 4 and args.size % 2 == 0, "--size", f"must be an even integer >= 4, got {args.size}")
     cells = (args.size // 2) ** 2
@@ -105,8 +105,8 @@ def _seed(seed: int, *path: int) -> int:
 
 def measure(model, family, config, points, leak_points, request) -> tuple[dict, object]:
     """All three measurements of one denoiser; returns (results, Kmax sample images)."""
-    from empirical.toy_bumps import ExactDenoiser
-    from empirical.toy_study import generate, kmax_table, leakage, score_errors
+    from empirical.toy.bumps import ExactDenoiser
+    from empirical.toy.study import generate, kmax_table, leakage, score_errors
 
     errors = score_errors(model, family, points, ExactDenoiser(family))
     leaks = [leakage(model, family, p) for p in leak_points]
@@ -126,8 +126,8 @@ def study_family(name: str, index: int, config, seed: int, bar) -> tuple[dict, d
     """Train and measure every model on one family; returns (results, sample images per model)."""
     import torch
 
-    from empirical.toy_bumps import ExactDenoiser
-    from empirical.toy_study import build_model, draw_points, kmax_request, train_model
+    from empirical.toy.bumps import ExactDenoiser
+    from empirical.toy.study import build_model, draw_points, kmax_request, train_model
 
     family = config.family(name)
     generator = torch.Generator().manual_seed(_seed(seed, index, 0))
@@ -161,9 +161,9 @@ def exact_self_check(config, seed: int) -> float:
     import numpy as np
     import torch
 
-    from empirical.toy_bumps import (ExactDenoiser, cells_to_present, conditioners, image_to_flat,
+    from empirical.toy.bumps import (ExactDenoiser, cells_to_present, conditioners, image_to_flat,
                                      numerics_model)
-    from empirical.toy_study import draw_points
+    from empirical.toy.study import draw_points
     from numerics import blocks
 
     worst = 0.0

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from empirical.presets import CONDITIONING_MODES, DataPreset
+from empirical.clevr.presets import CONDITIONING_MODES, DataPreset
 from localcomp.errors import UserError
 from localcomp.provenance import write_bytes_atomic, write_json_atomic, write_run_record
 
@@ -105,7 +105,7 @@ def image_rng(seed: int, index: int) -> np.random.Generator:
 
 def render_one(config: BuildConfig, index: int) -> tuple[np.ndarray, np.ndarray, dict]:
     """Render image ``index``: (image uint8 [R, R, 3], mask uint8 [R, R], metadata dict)."""
-    from empirical.render import render_visible_scene
+    from empirical.clevr.render import render_visible_scene
 
     rng = image_rng(config.seed, index)
     num_objects = int(rng.integers(config.min_objects, config.max_objects + 1))

@@ -3,7 +3,7 @@
 Each image holds ``n`` coloured Gaussian blobs on a grey background at uniform random locations;
 item ``i`` is ``(image float32 [3, H, W] in [-1, 1], conditioners float32 [n, 2])`` with locations
 ``(u, v)`` in ``[-1, 1]``, ``u = 2 (col + 1/2) / W - 1`` (x right), ``v = 2 (row + 1/2) / H - 1`` (y down),
-exactly as ``empirical.dataset.ClevrDataset``. Deterministic in ``seed``.
+exactly as ``empirical.clevr.dataset.ClevrDataset``. Deterministic in ``seed``.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Training loop: EDM loss, Adam, EMA, atomic checkpoints, exact resume, NaN guard, DDP.
 
 ``train(config, dataset, out_dir)`` works with any torch ``Dataset`` whose items are
-``(image float32 [3, H, W] in [-1, 1], conditioners float32 [K, 2])`` (``empirical.dataset.ClevrDataset``,
-or ``empirical.synthetic.BlobDataset`` in tests).
+``(image float32 [3, H, W] in [-1, 1], conditioners float32 [K, 2])`` (``empirical.clevr.dataset.ClevrDataset``,
+or ``empirical.clevr.synthetic.BlobDataset`` in tests).
 
 Determinism and exact resume: all randomness of step ``t`` (sigma, noise, patch choice, which
 conditioner is kept in ``one`` mode, dropout) comes from generators seeded by ``(seed, t, rank)``,
@@ -32,8 +32,8 @@ from torch import nn
 from localcomp.errors import UserError
 from localcomp.provenance import write_bytes_atomic, write_json_atomic, write_run_record
 
-from empirical import edm
-from empirical.experiments import TrainConfig, build_model
+from empirical.models import edm
+from empirical.training.experiments import TrainConfig, build_model
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -47,10 +47,10 @@ class NonFiniteLossError(RuntimeError):
 def collate_sets(batch):
     """``[(image [3,H,W], cond [K_i,2])]`` -> ``(images [B,3,H,W], cond [B,Kmax,2], mask [B,Kmax])``.
 
-    Uses ``empirical.dataset.collate_sets`` when the CLEVR data layer is installed.
+    Uses ``empirical.clevr.dataset.collate_sets`` when the CLEVR data layer is installed.
     """
     try:
-        from empirical.dataset import collate_sets as clevr_collate
+        from empirical.clevr.dataset import collate_sets as clevr_collate
     except ImportError:
         clevr_collate = None
     if clevr_collate is not None:
@@ -138,8 +138,27 @@ def save_checkpoint(path: Path, state: dict) -> None:
     write_bytes_atomic(path, buffer.getvalue())
 
 
+# Checkpoints pickle the run's config dataclasses by module path; runs trained before the
+# layer was split into subpackages name the old flat modules.
+LEGACY_MODULES = {"empirical.experiments": "empirical.training.experiments",
+                  "empirical.unet": "empirical.models.unet",
+                  "empirical.patch_local": "empirical.models.patch_local"}
+
+
+class _LegacyPickle:
+    """A ``pickle_module`` for ``torch.load`` that maps the pre-split module paths to the new ones."""
+    import pickle as _pickle
+
+    class Unpickler(_pickle.Unpickler):
+        def find_class(self, module, name):
+            return super().find_class(LEGACY_MODULES.get(module, module), name)
+
+    load = _pickle.load
+    __name__ = "pickle"
+
+
 def load_checkpoint(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_LegacyPickle)
 
 
 def _rng_states() -> dict:

@@ -13,33 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
-DEFAULT_TOLERANCE = 0.125
+from empirical.detection.matching import DEFAULT_TOLERANCE, match_locations, sample_succeeds
+
 DEFAULT_THRESHOLD = 0.5
-
-
-def match_locations(detected: np.ndarray, requested: np.ndarray,
-                    tolerance: float = DEFAULT_TOLERANCE) -> tuple[np.ndarray, int]:
-    """Hungarian matching of ``detected`` [n, 2] to ``requested`` [K, 2] on Euclidean
-    distance. Returns (matched bool [K]: the requested location's partner lies within
-    ``tolerance``, extra: number of detections left without a matched partner = n - matched)."""
-    from scipy.optimize import linear_sum_assignment
-
-    detected = np.asarray(detected, dtype=np.float64).reshape(-1, 2)
-    requested = np.asarray(requested, dtype=np.float64).reshape(-1, 2)
-    matched = np.zeros(len(requested), dtype=bool)
-    if len(detected) and len(requested):
-        cost = np.linalg.norm(requested[:, None, :] - detected[None, :, :], axis=-1)
-        rows, cols = linear_sum_assignment(cost)
-        matched[rows] = cost[rows, cols] <= tolerance
-    return matched, int(len(detected) - matched.sum())
-
-
-def sample_succeeds(detected: np.ndarray, requested: np.ndarray,
-                    tolerance: float = DEFAULT_TOLERANCE) -> bool:
-    """Exactly K detections and every requested location matched within tolerance."""
-    matched, extra = match_locations(detected, requested, tolerance)
-    return bool(len(np.asarray(detected).reshape(-1, 2)) == len(matched) and matched.all()
-                and extra == 0)
 
 
 def kmax(success_by_k: dict[int, float], threshold: float = DEFAULT_THRESHOLD) -> int:
@@ -60,7 +36,7 @@ def evaluate_kmax(samples_by_k: dict[int, np.ndarray], requested_by_k: dict[int,
 
     samples_by_k[K]: uint8 images [S, H, W, 3] generated for K requested locations;
     requested_by_k[K]: float [S, K, 2] those locations. ``detector`` is passed to
-    :func:`empirical.detector.detect_objects`. Returns {"per_k": {K: rate}, "kmax": int,
+    :func:`empirical.detection.detector.detect_objects`. Returns {"per_k": {K: rate}, "kmax": int,
     "counts": {K: {"n": S, "exact_count": rate, "requested_found": rate, "mean_detections": m}},
     "kmax_requested_found": Kmax of the relaxed rate, "tolerance", "threshold"}. ``requested_found`` relaxes success to "every requested location
     matched", extra objects allowed: it separates drawing too many objects from missing some.
@@ -69,7 +45,7 @@ def evaluate_kmax(samples_by_k: dict[int, np.ndarray], requested_by_k: dict[int,
     any K (flat in K; "every object found" then falls like p^K) from one that stops drawing
     requested objects beyond some K (falls with K).
     """
-    from empirical.detector import detect_objects
+    from empirical.detection.detector import detect_objects
 
     per_k, counts = {}, {}
     for k in sorted(samples_by_k):

@@ -19,7 +19,7 @@ from localcomp.errors import UserError
 
 def add_model_commands(clevr_subparsers) -> None:
     """Add ``train``, ``sample``, ``kmax`` and ``table`` to the ``clevr`` subcommands."""
-    from empirical.experiments import EXPERIMENTS, PRESETS
+    from empirical.training.experiments import EXPERIMENTS, PRESETS
 
     t = clevr_subparsers.add_parser("train", help="train (or resume) a CLEVR denoiser")
     t.add_argument("--experiment", required=True, help=f"one of: {', '.join(EXPERIMENTS)}")
@@ -75,9 +75,9 @@ def add_model_commands(clevr_subparsers) -> None:
 
 
 def load_training_data(spec: str, resolution: int, seed: int = 0):
-    """``synthetic[:MIN-MAX]`` -> :class:`~empirical.synthetic.BlobDataset`; else a CLEVR directory."""
+    """``synthetic[:MIN-MAX]`` -> :class:`~empirical.clevr.synthetic.BlobDataset`; else a CLEVR directory."""
     if spec.startswith("synthetic"):
-        from empirical.synthetic import BlobDataset
+        from empirical.clevr.synthetic import BlobDataset
         lo, hi = 1, 3
         if ":" in spec:
             try:
@@ -87,13 +87,13 @@ def load_training_data(spec: str, resolution: int, seed: int = 0):
         return BlobDataset(size=1024, resolution=resolution, min_objects=lo, max_objects=hi, seed=seed)
     if not Path(spec).is_dir():
         raise UserError(f"--data: {spec} is not a directory")
-    from empirical.dataset import ClevrDataset
+    from empirical.clevr.dataset import ClevrDataset
     return ClevrDataset(spec)
 
 
 def _train(args) -> int:
-    from empirical.experiments import make_train_config
-    from empirical.train import NonFiniteLossError, train
+    from empirical.training.experiments import make_train_config
+    from empirical.training.train import NonFiniteLossError, train
 
     config = make_train_config(args.experiment, args.preset, args.seed, args.steps, args.batch_size,
                                args.checkpoint_every, args.lr)
@@ -130,15 +130,15 @@ def _sample(args) -> int:
     import numpy as np
 
     from localcomp.provenance import write_bytes_atomic, write_run_record
-    from empirical.sampling import image_grid, parse_locations, sample_for_sets, to_uint8, write_png
-    from empirical.train import load_trained
+    from empirical.models.sampling import image_grid, parse_locations, sample_for_sets, to_uint8, write_png
+    from empirical.training.train import load_trained
 
     if args.n < 1:
         raise UserError(f"--n: must be >= 1, got {args.n}")
     if args.from_dataset is not None:
         if args.k is None or args.k < 0:
             raise UserError("--k: required (>= 0) with --from-dataset")
-        from empirical.dataset import ClevrDataset
+        from empirical.clevr.dataset import ClevrDataset
         sets = location_sets_by_k(ClevrDataset(args.from_dataset), [args.k], args.num_sets)[args.k]
     else:
         sets = [parse_locations(args.locations)]
@@ -166,7 +166,7 @@ def _sample(args) -> int:
 
 def training_objects_label(run_dir: str) -> str:
     """``"1-3"`` etc. from the manifest of the dataset the run was trained on."""
-    from empirical.table import training_label
+    from empirical.evaluation.table import training_label
     record = json.loads((Path(run_dir) / "run.json").read_text())
     data = record.get("config", {}).get("data")
     manifest = Path(str(data)) / "manifest.json"
@@ -218,15 +218,15 @@ def previous_kmax_record(out: Path) -> dict:
 
 
 def _kmax(args) -> int:
-    """Sample every K = 0..max_k for location sets from ``--data``, then ``empirical.kmax.evaluate_kmax``."""
+    """Sample every K = 0..max_k for location sets from ``--data``, then ``empirical.evaluation.kmax.evaluate_kmax``."""
     import numpy as np
 
     from localcomp.provenance import write_bytes_atomic, write_json_atomic, write_run_record
-    from empirical.dataset import ClevrDataset
-    from empirical.detector import load_detector
-    from empirical.kmax import evaluate_kmax
-    from empirical.sampling import image_grid, mark_locations, sample_for_sets, to_uint8, write_png
-    from empirical.train import CHECKPOINT, load_trained
+    from empirical.clevr.dataset import ClevrDataset
+    from empirical.detection.detector import load_detector
+    from empirical.evaluation.kmax import evaluate_kmax
+    from empirical.models.sampling import image_grid, mark_locations, sample_for_sets, to_uint8, write_png
+    from empirical.training.train import CHECKPOINT, load_trained
 
     if not Path(args.detector).exists():  # checked before the (long) sampling
         raise UserError(f"--detector: {args.detector} does not exist")
@@ -280,7 +280,7 @@ def _kmax(args) -> int:
 
 def _table(args) -> int:
     from localcomp.provenance import write_bytes_atomic, write_json_atomic, write_run_record
-    from empirical.table import assemble, load_entries, plot_per_k, to_markdown
+    from empirical.evaluation.table import assemble, load_entries, plot_per_k, to_markdown
     from numerics.experiments.common import save_figure
 
     entries = load_entries(args.runs)

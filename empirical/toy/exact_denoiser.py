@@ -8,13 +8,13 @@ parameters are copied to float64 torch tensors (via numpy) and the Tweedie denoi
 
 (``r_k`` the posterior component weights of the noised mixture; block-wise for block products) is
 written in torch ops, so ``torch.func`` gives its exact input Jacobian and the diagnostics of
-:mod:`empirical.locality` can be validated on it. It agrees with ``numerics.blocks.denoise`` to
+:mod:`empirical.diagnostics.locality` can be validated on it. It agrees with ``numerics.blocks.denoise`` to
 rounding (tested).
 
 Images: a family over ``pixels = H * W`` pixels with ``C`` channels is pixel-major (pixel ``p = row
 * W + col`` owns coordinates ``p*C .. p*C + C - 1``); a torch image is ``[B, C, H, W]``. A
 conditioner id ``c`` is given to the denoiser as the location of its mask's centroid
-(:meth:`ExactFamilyDenoiser.location`, ``(u, v)`` as in :mod:`empirical.locality`); a location
+(:meth:`ExactFamilyDenoiser.location`, ``(u, v)`` as in :mod:`empirical.diagnostics.locality`); a location
 is mapped back to the id whose centroid lies within ``1 / max(H, W)`` (half a pixel), else an error.
 """
 

@@ -1,6 +1,6 @@
 """Sampling a trained denoiser for sets of locations, and writing sample grids.
 
-``sample_for_sets(model, location_sets, ...)`` runs the Heun sampler (``empirical.edm``) for every
+``sample_for_sets(model, location_sets, ...)`` runs the Heun sampler (``empirical.models.edm``) for every
 requested set of locations ``[K_i, 2]`` (``(u, v)`` in ``[-1, 1]``, ``u`` right, ``v`` down), ``n`` samples
 each, in batches. Grids are PNG (one row per set); :func:`mark_locations` can put a red pixel at each
 requested location.
@@ -17,7 +17,7 @@ import torch
 from localcomp.errors import UserError
 from localcomp.provenance import write_bytes_atomic
 
-from empirical import edm
+from empirical.models import edm
 
 
 def parse_locations(text: str) -> torch.Tensor:

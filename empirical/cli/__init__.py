@@ -1,15 +1,15 @@
 """``localcomp clevr ...``: CLEVR rendering, training, sampling and evaluation (empirical layer).
 
-Data jobs (``render``, ``detector``) are defined in ``empirical.data_cli``; model jobs
-(``train``, ``sample``, ``kmax``, ``table``) in ``empirical.model_cli``; diagnostics (``locality``,
-``correlate``) in ``empirical.diagnostics_cli``.
+Data jobs (``render``, ``detector``) are defined in ``empirical.cli.data``; model jobs
+(``train``, ``sample``, ``kmax``, ``table``) in ``empirical.cli.model``; diagnostics (``locality``,
+``correlate``) in ``empirical.cli.diagnostics``.
 """
 
 
 def add_parser(subparsers) -> None:
-    from empirical.data_cli import add_data_commands
-    from empirical.diagnostics_cli import add_diagnostics_commands
-    from empirical.model_cli import add_model_commands
+    from empirical.cli.data import add_data_commands
+    from empirical.cli.diagnostics import add_diagnostics_commands
+    from empirical.cli.model import add_model_commands
 
     p = subparsers.add_parser("clevr", help="CLEVR data, denoisers, training and Kmax evaluation")
     clevr = p.add_subparsers(dest="clevr_command", required=True, metavar="JOB")

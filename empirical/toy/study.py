@@ -2,11 +2,11 @@
 
 Models (all ``D(x [B,3,S,S], sigma [B], cond [B,K,2], mask [B,K])``, EDM-preconditioned):
 
-* ``unet-tokens``: the set-conditioned UNet (``empirical.unet.SetUNet``, cross-attention to one
+* ``unet-tokens``: the set-conditioned UNet (``empirical.models.unet.SetUNet``, cross-attention to one
   token per location; our Exp.1/Exp.2 model);
 * ``unet-global``: the same UNet with the locations summed into one FiLM vector (our Exp.3
   construction: every pixel sees every conditioner through one vector);
-* ``patch``: the patch-local denoiser (``empirical.patch_local``), one patch cell = one bump
+* ``patch``: the patch-local denoiser (``empirical.models.patch_local``), one patch cell = one bump
   cell, half-width ``k`` cells (local by construction).
 
 Training draws fresh exact samples every step (``toy_bumps.sample_images``) with 1..3 objects at
@@ -22,9 +22,9 @@ Measurements, all against the exact denoiser ``D*`` of the family (``toy_bumps.E
   ``Delta = D(x; J) - D(x; J \\ {j})`` per pixel; leakage = fraction of ``sum |Delta|^2`` outside
   ``M(c_j)`` (split into other objects' cells and background cells). 0 for an exactly
   conditionally local denoiser;
-* Kmax: for K = 0..12 requested cells, sample with Heun (``empirical.edm``), count the on cells
+* Kmax: for K = 0..12 requested cells, sample with Heun (``empirical.models.edm``), count the on cells
   exactly (``toy_bumps.found_cells``); a sample succeeds when the on cells are exactly the
-  requested ones; ``kmax`` as in ``empirical.kmax.kmax``.
+  requested ones; ``kmax`` as in ``empirical.evaluation.kmax.kmax``.
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from empirical import edm
-from empirical.kmax import DEFAULT_THRESHOLD, kmax
-from empirical.toy_bumps import (BumpFamily, ExactDenoiser, cells_to_present, conditioners,
+from empirical.models import edm
+from empirical.evaluation.kmax import DEFAULT_THRESHOLD, kmax
+from empirical.toy.bumps import (BumpFamily, ExactDenoiser, cells_to_present, conditioners,
                                  found_cells, random_sets, sample_images)
 
 MODEL_NAMES = ("unet-tokens", "unet-global", "patch")
@@ -75,8 +75,8 @@ class StudyConfig:
 # -- models -------------------------------------------------------------------------------------------
 
 def build_model(name: str, config: StudyConfig) -> torch.nn.Module:
-    from empirical.patch_local import PatchConfig, PatchLocalDenoiser
-    from empirical.unet import EDMDenoiser, UNetConfig
+    from empirical.models.patch_local import PatchConfig, PatchLocalDenoiser
+    from empirical.models.unet import EDMDenoiser, UNetConfig
 
     width = config.channels
     if name in ("unet-tokens", "unet-global"):
@@ -97,7 +97,7 @@ def build_model(name: str, config: StudyConfig) -> torch.nn.Module:
 def training_batch(family: BumpFamily, config: StudyConfig, generator: torch.Generator):
     """Fresh exact samples: ``(images [B,3,S,S], cond [B,K,2], mask [B,K])``, conditioners
     selected per ``config.conditioning``."""
-    from empirical.train import select_conditioners
+    from empirical.training.train import select_conditioners
 
     lo, hi = config.train_objects
     num = torch.randint(lo, hi + 1, (config.batch_size,), generator=generator)
@@ -120,7 +120,7 @@ def train_model(model, family: BumpFamily, config: StudyConfig, seed: int,
     """Adam on the model's EDM ``training_loss``; returns the loss history (mean per 50 steps)."""
     from tqdm import tqdm
 
-    from empirical.unet import SigmaDistribution
+    from empirical.models.unet import SigmaDistribution
 
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.99))
@@ -198,12 +198,12 @@ def cell_pixel_masks(cells: torch.Tensor, family: BumpFamily) -> torch.Tensor:
 
 
 def leakage(model, family: BumpFamily, points: PointSet) -> dict:
-    """Conditional leakage by the shared CLEVR measure (:mod:`empirical.locality`): remove each
+    """Conditional leakage by the shared CLEVR measure (:mod:`empirical.diagnostics.locality`): remove each
     conditioner in turn, map ``|D(x, C) - D(x, C minus c_j)|`` (L2 over channels per pixel) and take
     the share of that change outside c_j's cell (``leakage``), on the other objects' cells
     (``onto_objects``) and on background cells (``onto_background``), averaged over removals;
     ``change_energy`` is the mean change per pixel."""
-    from empirical.locality import conditional_change_maps, conditional_locality_summary
+    from empirical.diagnostics.locality import conditional_change_maps, conditional_locality_summary
 
     def denoiser(x, sigma, cond, mask):  # float64 out, as :func:`evaluate`
         if isinstance(model, ExactDenoiser):

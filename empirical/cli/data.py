@@ -8,7 +8,7 @@ import os
 
 def add_data_commands(clevr_subparsers) -> None:
     """Add ``render`` and ``detector {train,eval}`` to the ``clevr`` subcommands."""
-    from empirical.presets import PRESETS
+    from empirical.clevr.presets import PRESETS
 
     p = clevr_subparsers.add_parser("render", help="render a CLEVR dataset preset (resumable)")
     p.add_argument("--preset", required=True, help=f"one of: {', '.join(PRESETS)}")
@@ -49,8 +49,8 @@ def add_data_commands(clevr_subparsers) -> None:
 
 
 def _render(args) -> int:
-    from empirical.dataset import BuildConfig, build_dataset
-    from empirical.presets import get_preset
+    from empirical.clevr.dataset import BuildConfig, build_dataset
+    from empirical.clevr.presets import get_preset
     from localcomp.errors import UserError
 
     if args.workers < 1:
@@ -64,10 +64,10 @@ def _render(args) -> int:
 
 
 def _detector_train(args) -> int:
-    from empirical.detector import train_detector_cli
+    from empirical.detection.detector import train_detector_cli
     return train_detector_cli(args)
 
 
 def _detector_eval(args) -> int:
-    from empirical.detector import eval_detector_cli
+    from empirical.detection.detector import eval_detector_cli
     return eval_detector_cli(args)

@@ -1,6 +1,6 @@
 """Mitsuba 3 renderer of CLEVR scenes (variant ``scalar_rgb``, path tracing).
 
-A :class:`~empirical.scene.Scene` becomes a Mitsuba scene dictionary: a grey diffuse floor,
+A :class:`~empirical.clevr.scene.Scene` becomes a Mitsuba scene dictionary: a grey diffuse floor,
 the fixed CLEVR camera, three lights (key, fill, back) plus CLEVR's sun and a dim constant
 ambient term, and one primitive per object (``sphere``; ``cube``; ``cylinder``
 with two ``disk`` caps). Rubber is a rough plastic, metal a rough conductor tinted by the
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from empirical import scene as clevr
+from empirical.clevr import scene as clevr
 
 VARIANT = "scalar_rgb"
 FLOOR_REFLECTANCE = 0.4
@@ -201,8 +201,8 @@ def visible_pixels(mask: np.ndarray, num_objects: int) -> np.ndarray:
 
 def render_visible_scene(rng: np.random.Generator, num_objects: int, resolution: int,
                          spp: int, render_seed: int, max_attempts: int = 1000) -> RenderedScene:
-    """Sample scenes with :func:`empirical.scene.sample_scene` until every object covers at
-    least :func:`empirical.scene.min_visible_pixels` pixels (CLEVR's rule, scaled), then
+    """Sample scenes with :func:`empirical.clevr.scene.sample_scene` until every object covers at
+    least :func:`empirical.clevr.scene.min_visible_pixels` pixels (CLEVR's rule, scaled), then
     path-trace that scene with sampler seed ``render_seed``."""
     threshold = clevr.min_visible_pixels(resolution)
     for attempt in range(1, max_attempts + 1):

@@ -27,7 +27,7 @@ Conventions. Images ``x [B, C, H, W]``; conditioners are 2-D locations ``cond [B
 ``u = 2 (col + 1/2) / W - 1``, ``v = 2 (row + 1/2) / H - 1``), padded, with ``mask [B, K]``
 (True = real entry). Our ``EDMDenoiser`` and ``PatchLocalDenoiser`` *are* ``SetDenoiser``s;
 :func:`from_list_denoiser` adapts a model that takes one image and a list of locations; the exact
-denoisers of ``numerics`` families are wrapped in :mod:`empirical.exact_denoiser`.
+denoisers of ``numerics`` families are wrapped in :mod:`empirical.toy.exact_denoiser`.
 
 **Pixel locality.** The score Jacobian ``ds_i/dx_k`` is what LCS constrains. With
 ``D = x + sigma^2 s`` (Tweedie), ``dD/dx - I = sigma^2 ds/dx``: we take rows of ``dD/dx`` by

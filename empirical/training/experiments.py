@@ -30,8 +30,8 @@ from dataclasses import dataclass, replace
 
 from localcomp.errors import UserError
 
-from empirical.patch_local import PatchConfig
-from empirical.unet import SigmaDistribution, UNetConfig
+from empirical.models.patch_local import PatchConfig
+from empirical.models.unet import SigmaDistribution, UNetConfig
 
 CONDITIONING_MODES = ("all", "one")
 
@@ -158,8 +158,8 @@ def make_train_config(experiment: str, preset: str = "mini", seed: int = 0, step
 
 def build_model(config: TrainConfig):
     """The denoiser ``D(x, sigma, cond, mask)`` with a ``training_loss`` method."""
-    from empirical.patch_local import PatchLocalDenoiser
-    from empirical.unet import EDMDenoiser
+    from empirical.models.patch_local import PatchLocalDenoiser
+    from empirical.models.unet import EDMDenoiser
     if config.model_type == "unet":
         return EDMDenoiser(config.unet, config.schedule.sigma.sigma_data)
     return PatchLocalDenoiser(config.patch, config.schedule.sigma.sigma_data)

@@ -1,7 +1,7 @@
 """Diagnostics jobs: ``clevr locality`` and ``clevr correlate`` (heavy imports inside the handlers).
 
 ``localcomp clevr locality --run RUN_DIR --data DATA [--sigmas S ...] [--num-images N] [--seed S]
-[--out DIR]`` measures pixel and conditional locality (``empirical.locality``) of a trained denoiser
+[--out DIR]`` measures pixel and conditional locality (``empirical.diagnostics.locality``) of a trained denoiser
 at ``x = image + sigma * noise`` for the first ``N`` images of ``DATA`` (a CLEVR directory or
 ``synthetic[:MIN-MAX]``) with at least ``--min-objects`` conditioners, and writes ``locality.json``,
 ``locality_heatmaps.png``, ``locality_vs_sigma.png`` and ``run.json`` (default ``RUN_DIR/locality``).
@@ -21,7 +21,7 @@ from localcomp.errors import UserError
 
 def add_diagnostics_commands(clevr_subparsers) -> None:
     """Add ``locality`` and ``correlate`` to the ``clevr`` subcommands."""
-    from empirical.locality import DEFAULT_SIGMAS, EFFECTIVE_MASS, RADII
+    from empirical.diagnostics.locality import DEFAULT_SIGMAS, EFFECTIVE_MASS, RADII
 
     p = clevr_subparsers.add_parser("locality", help="pixel and conditional locality of a trained denoiser")
     p.add_argument("--run", required=True, help="training run directory (checkpoint.pt)")
@@ -116,9 +116,9 @@ def _locality(args) -> int:
 
     from localcomp.provenance import write_json_atomic, write_run_record
     from numerics.experiments.common import save_figure
-    from empirical.locality import disc_footprints, measure_locality
-    from empirical.model_cli import load_training_data
-    from empirical.train import collate_sets, load_trained
+    from empirical.diagnostics.locality import disc_footprints, measure_locality
+    from empirical.cli.model import load_training_data
+    from empirical.training.train import collate_sets, load_trained
 
     validate_locality_args(args)
     model, config, step = load_trained(args.run, use_ema=not args.raw)
@@ -247,7 +247,7 @@ def sigma_figure(per_sigma: list[dict], title: str):
 def _correlate(args) -> int:
     from localcomp.provenance import write_json_atomic, write_run_record
     from numerics.experiments.common import save_figure
-    from empirical.correlation import DEFAULT_METRICS, correlate, load_entries, plot_correlation
+    from empirical.evaluation.correlation import DEFAULT_METRICS, correlate, load_entries, plot_correlation
 
     entries = load_entries(args.entries, args.kmax, args.kmax_field)
     metrics = list(args.metrics or DEFAULT_METRICS)

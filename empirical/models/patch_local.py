@@ -22,7 +22,7 @@ padding indistinguishable from a scene; zero padding plus a mask is the cleaner 
 ``k = 8`` (the paper's control) makes the patch 17 cells wide, larger than the 16-cell image: a
 centre cell's patch covers the whole image and every patch covers at least 9 of 16 cells per axis.
 
-The network ``F`` is a :class:`~empirical.unet.SetUNet` on the patch (zero-padded to a size the
+The network ``F`` is a :class:`~empirical.models.unet.SetUNet` on the patch (zero-padded to a size the
 UNet's down-sampling divides), with ``extra_cond_dim = 2`` for the centre coordinates and attention
 (self- and cross-) at its lowest resolution and in its middle block (``net.attn_resolutions`` is
 overridden accordingly; the patch is small, so this reaches every pixel of it). Its
@@ -42,8 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from empirical import edm
-from empirical.unet import SetUNet, SigmaDistribution, UNetConfig
+from empirical.models import edm
+from empirical.models.unet import SetUNet, SigmaDistribution, UNetConfig
 
 
 @dataclass(frozen=True)

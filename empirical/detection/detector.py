@@ -306,7 +306,7 @@ def train_detector(datasets: list, steps: int, seed: int, batch_size: int = 32,
                    width: int = 32, lr: float = 2e-3, progress: bool = True,
                    checkpoint: str | Path | None = None, checkpoint_every: int = 500,
                    ema_decay: float = 0.998, init=None, hard_fraction: float = 0.0):
-    """Train on ``datasets`` (:class:`empirical.dataset.ClevrData`, any square resolutions;
+    """Train on ``datasets`` (:class:`empirical.clevr.dataset.ClevrData`, any square resolutions;
     all images are taken to the working resolution once, up front); batches are drawn
     uniformly over the pooled images, augmented (:func:`augment`), with AdamW and a one-cycle
     schedule. Returns (EMA network in eval mode, loss history). With ``checkpoint`` the EMA
@@ -396,8 +396,8 @@ def hard_example_weights(network, images, targets, batch_size: int = 256) -> np.
 def per_k_accuracy(detections: list[np.ndarray], truths: list[np.ndarray],
                    tolerance: float) -> dict:
     """Per K (true object count): n, exact-count accuracy and location match rate (exactly K
-    detections, Hungarian-matched one-to-one within ``tolerance``, see :mod:`empirical.kmax`)."""
-    from empirical.kmax import sample_succeeds
+    detections, Hungarian-matched one-to-one within ``tolerance``, see :mod:`empirical.evaluation.kmax`)."""
+    from empirical.detection.matching import sample_succeeds
 
     per_k: dict[int, dict] = {}
     for found, truth in zip(detections, truths):
@@ -412,7 +412,7 @@ def per_k_accuracy(detections: list[np.ndarray], truths: list[np.ndarray],
 def count_accuracy(detector, data, tolerance: float | None = None,
                    threshold: float | None = None) -> dict:
     """:func:`per_k_accuracy` of ``detector`` on a dataset (default Kmax tolerance)."""
-    from empirical.kmax import DEFAULT_TOLERANCE
+    from empirical.detection.matching import DEFAULT_TOLERANCE
 
     tolerance = DEFAULT_TOLERANCE if tolerance is None else tolerance
     detections = detect_objects(detector, data.images, threshold=threshold)
@@ -465,7 +465,7 @@ def load_init_network(path: str | Path, width: int):
 def train_detector_cli(args) -> int:
     import torch
 
-    from empirical.dataset import load_dataset
+    from empirical.clevr.dataset import load_dataset
     from localcomp.errors import UserError
     from localcomp.provenance import write_json_atomic, write_run_record
 
@@ -523,7 +523,7 @@ def train_detector_cli(args) -> int:
 def eval_detector_cli(args) -> int:
     import torch
 
-    from empirical.dataset import load_dataset
+    from empirical.clevr.dataset import load_dataset
     from localcomp.errors import UserError
     from localcomp.provenance import write_json_atomic
 

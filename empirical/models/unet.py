@@ -16,7 +16,7 @@ it mixes all conditioners into one global signal: every pixel sees every conditi
 same vector, so the score cannot be conditionally local (SCIENCE.md §6: conditional locality is what
 length generalization needs). The sum also grows with ``K`` beyond what training showed.
 
-:class:`EDMDenoiser` wraps a raw network with EDM preconditioning (``empirical.edm``).
+:class:`EDMDenoiser` wraps a raw network with EDM preconditioning (``empirical.models.edm``).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from empirical import edm
+from empirical.models import edm
 
 COND_MODES = ("tokens", "global")
 

@@ -1,0 +1,1 @@
+"""Locality diagnostics of any denoiser: spatial Jacobian radius and conditional leakage."""
