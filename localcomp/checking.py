@@ -17,6 +17,19 @@ from typing import Callable, Iterable
 CheckFunction = Callable[[], "tuple[bool, str]"]
 
 
+def duplicate_names(registries: Iterable["CheckRegistry"]) -> dict[str, list[str]]:
+    """Check names registered in more than one registry, with the kinds that hold them.
+
+    ``localcomp verify`` and the proof checker key results by name, so a name must be unique
+    across the symbolic and numeric registries (else a failure is attributed to the wrong check).
+    """
+    kinds: dict[str, list[str]] = {}
+    for registry in registries:
+        for check in registry.checks():
+            kinds.setdefault(check.name, []).append(registry.kind)
+    return {name: ks for name, ks in kinds.items() if len(ks) > 1}
+
+
 @dataclass(frozen=True)
 class CheckResult:
     name: str

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import localcomp
-from localcomp.checking import CheckRegistry, CheckResult
+from localcomp.checking import CheckRegistry, CheckResult, duplicate_names
 from localcomp.provenance import git_revision, repo_root, write_json_atomic, write_run_record
 
 KINDS = ("symbolic", "numeric")
@@ -23,7 +23,17 @@ def registries() -> dict[str, CheckRegistry]:
     from numerics.checks import NUMERIC_CHECKS
     from theory.symbolic_checks import SYMBOLIC_CHECKS
 
-    return {"symbolic": SYMBOLIC_CHECKS, "numeric": NUMERIC_CHECKS}
+    regs = {"symbolic": SYMBOLIC_CHECKS, "numeric": NUMERIC_CHECKS}
+    require_unique_names(regs.values())
+    return regs
+
+
+def require_unique_names(regs) -> None:
+    """Raise ``ValueError`` when a check name is registered twice (results are keyed by name)."""
+    duplicates = duplicate_names(regs)
+    if duplicates:
+        raise ValueError("check names must be unique across registries; duplicated: " + ", ".join(
+            f"{name} ({' and '.join(kinds)})" for name, kinds in sorted(duplicates.items())))
 
 
 def _status(kind: str, applicable: bool, ran: bool, results: list[CheckResult]) -> str:

@@ -217,7 +217,7 @@ def pushforward_family(family, A):
 
 @NUMERIC_CHECKS.register("T7", "CPC in feature space z = A x: z-score is LCS, x-score is not "
                                "conditionally local for a block-mixing A")
-def t7_feature_space_lcs():
+def t7_pushforward_breaks_conditional_locality():
     from numerics.locality import TOLERANCE, measure_at_sigma
 
     fam_z = flat(base_family(7))
@@ -250,7 +250,7 @@ def mean_shift_cosines(family) -> list:
 
 
 @NUMERIC_CHECKS.register("T8", "factorized conditionals have orthogonal mean shifts (random families)")
-def t8_mean_shift_orthogonality():
+def t8_random_cpc_families_have_orthogonal_mean_shifts():
     worst = max(max(mean_shift_cosines(base_family(seed))) for seed in range(10, 20))
     broken = F.with_background_shift(F.with_background_shift(base_family(10), frozenset("a"), 0.5),
                                      frozenset("b"), 0.5)

@@ -53,3 +53,27 @@ def test_checker_flags_failed_check():
     failed = CheckResult("t4_score_identity", "T4", "", False, "forced", 0.0)
     problems = check_proofs(repo_root(), REGISTRIES, {"t4_score_identity": failed})
     assert any("failed" in p and p.startswith("T4") for p in problems)
+
+
+def test_check_names_are_unique_across_symbolic_and_numeric():
+    symbolic = {c.name for c in SYMBOLIC_CHECKS.checks()}
+    numeric = {c.name for c in NUMERIC_CHECKS.checks()}
+    assert not symbolic & numeric
+    from localcomp.verify import registries
+
+    assert set(registries()) == {"symbolic", "numeric"}  # raises on a duplicate name
+
+
+def test_duplicate_check_name_is_rejected_by_verify_and_the_proof_checker():
+    import pytest
+
+    from localcomp.checking import CheckRegistry
+    from localcomp.verify import require_unique_names
+
+    clone = CheckRegistry("numeric")
+    name = SYMBOLIC_CHECKS.checks("T7")[0].name
+    clone.register("T7", "same name as a symbolic check", name=name)(lambda: (True, ""))
+    with pytest.raises(ValueError, match=name):
+        require_unique_names([SYMBOLIC_CHECKS, clone])
+    problems = check_proofs(repo_root(), [SYMBOLIC_CHECKS, NUMERIC_CHECKS, clone])
+    assert any(name in p and "unique" in p for p in problems)

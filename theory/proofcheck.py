@@ -2,7 +2,8 @@
 
 A proof names a check inline as ```check:NAME``` (backticks included). The checker fails
 when a theorem lacks a proof file, a proof names no check, a named check does not exist in
-either registry, a named check failed, or a theorem has no registered check at all.
+either registry, a named check failed, a theorem has no registered check at all, or a check
+name is registered in more than one registry (results are keyed by name).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from localcomp.checking import CheckRegistry, CheckResult
+from localcomp.checking import CheckRegistry, CheckResult, duplicate_names
 from theory.theorems import THEOREMS
 
 CHECK_REFERENCE = re.compile(r"`check:([A-Za-z0-9_]+)`")
@@ -34,7 +35,8 @@ def check_proofs(root: Path, registries: Iterable[CheckRegistry],
     """
     registries = list(registries)
     results = results or {}
-    problems: list[str] = []
+    problems: list[str] = [f"check name {name!r} is registered as {' and '.join(kinds)}: "
+                           "names must be unique" for name, kinds in duplicate_names(registries).items()]
     for thm in THEOREMS:
         if not any(r.checks(thm.id) for r in registries):
             problems.append(f"{thm.id}: no symbolic or numeric check is registered")
