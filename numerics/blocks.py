@@ -90,7 +90,11 @@ def denoise(model: Model, x, sigma):
 
 
 def sample(model: Model, key, n: int):
-    """``n`` exact samples ``[n, d]`` (blocks sampled independently for products)."""
+    """``n`` exact samples ``[n, d]`` (blocks sampled independently for products); ``key`` one
+    JAX PRNG key (``TypeError`` otherwise)."""
+    from numerics.keys import check_key
+
+    check_key(key)
     if isinstance(model, BlockProduct):
         out = jnp.zeros((n, model.dim))
         keys = jax.random.split(key, len(model.mixtures))

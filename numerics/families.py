@@ -148,8 +148,12 @@ def with_background_shift(family: ConditionalFamily, J, strength: float):
 def with_correlated_weights(family: ConditionalFamily, J, strength: float):
     """In set ``J`` the component choices of the first two blocks become correlated: weights
     ``w_k (1 + strength * a_k b_k)`` with signs ``a, b = +-1`` alternating over the two blocks'
-    components (``|strength| < 1``). The model is expanded to a flat mixture, which is no
-    longer a product: cross-block Hessian terms appear (not pixel-local)."""
+    components (``|strength| < 1``, else some weights would be <= 0: ``ValueError``). The
+    model is expanded to a flat mixture, which is no longer a product: cross-block Hessian
+    terms appear (not pixel-local)."""
+    if not (np.isfinite(strength) and abs(strength) < 1):
+        raise ValueError(f"with_correlated_weights: strength must satisfy |strength| < 1 "
+                         f"(weights w_k (1 + strength a_k b_k) must stay positive), got {strength!r}")
     model = family.models[frozenset(J)]
     sizes = [len(m.weights) for m in model.mixtures]
     first = [b for b, k in enumerate(sizes) if k >= 2][:2]
@@ -176,8 +180,11 @@ def with_bayes_background(family: ConditionalFamily) -> ConditionalFamily:
 
 
 def with_overlapping_masks(family: ConditionalFamily, a: str, b: str) -> ConditionalFamily:
-    """``M(b)`` is extended by the first pixel of ``M(a)`` (models unchanged): in ``{b}`` and
-    ``{a, b}`` that pixel's score is not ``b``'s singleton score, so conditional locality fails."""
+    """``M(b)`` is extended by the first pixel of ``M(a)`` (models unchanged). Every set
+    holding both ``a`` and ``b`` is then *not admissible* (its masks overlap): LCS and CPC are
+    defined on admissible sets only, so ``locality.classify`` rejects this family with a
+    ``ValueError`` naming the set (and a JSON spec with such a set is rejected too). Kept to
+    test that guard; dropping those sets leaves an exactly CPC family."""
     masks = dict(family.masks)
     masks[b] = tuple(sorted(set(masks[b]) | {min(masks[a])}))
     return replace(family, masks=masks, name=f"{family.name}+overlap[{a},{b}]")

@@ -129,7 +129,10 @@ def marginal(gm: GaussianMixture, indices) -> GaussianMixture:
 
 
 def sample(gm: GaussianMixture, key, n: int):
-    """``n`` exact samples ``[n, d]``."""
+    """``n`` exact samples ``[n, d]``; ``key`` one JAX PRNG key (``TypeError`` otherwise)."""
+    from numerics.keys import check_key
+
+    check_key(key)
     key_c, key_z = jax.random.split(key)
     comp = jax.random.choice(key_c, gm.weights.shape[0], shape=(n,), p=gm.weights)
     chol = jnp.linalg.cholesky(gm.covs)

@@ -32,6 +32,30 @@ DEFAULT_SIGMAS = (0.01, 0.05, 0.2, 0.5, 1.0, 2.0, 5.0)
 TOLERANCE = 1e-8
 
 
+def _max(values) -> float:
+    """Max that never drops a ``nan`` (Python's ``max`` does, depending on the order): a
+    measure that came out ``nan`` must count as a failure, never as "local"."""
+    values = [float(v) for v in values]
+    return float("nan") if any(np.isnan(v) for v in values) else max(values)
+
+
+def within(value: float, tolerance: float) -> bool:
+    """``value <= tolerance`` with ``nan`` (or inf) counted as *not* within."""
+    return bool(np.isfinite(value) and value <= tolerance)
+
+
+def check_sigma(sigma, allow_zero: bool = False) -> float:
+    """``sigma`` as a float; ``ValueError`` unless finite and > 0 (>= 0 with ``allow_zero``)."""
+    try:
+        value = float(sigma)
+    except (TypeError, ValueError):
+        raise ValueError(f"sigma must be a number, got {sigma!r}") from None
+    if not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"sigma must be finite and {bound}, got {sigma!r}")
+    return value
+
+
 def _rms(values) -> float:
     return float(jnp.sqrt(jnp.mean(values ** 2)))
 
@@ -93,15 +117,37 @@ def cpc_gap(family: ConditionalFamily, noised_models: dict, J, x) -> float:
 
 
 def required_sets(family: ConditionalFamily) -> None:
-    """The measures need the null model and every singleton of a conditioner that appears."""
+    """The measures need the null model and every singleton of a conditioner that appears,
+    admissible sets (pairwise disjoint masks) and mixtures with weights that are positive
+    and sum to 1 (unnormalized weights shift ``log p`` and so the CPC gap); ``ValueError``
+    naming the set otherwise."""
     needed = {EMPTY} | {frozenset([c]) for J in family.models for c in J}
     missing = [sorted(J) for J in needed if J not in family.models]
     if missing:
         raise ValueError(f"models missing for conditioner sets {missing}")
+    for J, model in family.models.items():
+        seen: dict[int, str] = {}
+        for c in sorted(J):
+            for p in family.masks[c]:
+                if p in seen:
+                    raise ValueError(f"conditioner set {sorted(J)} is not admissible: the masks of "
+                                     f"{seen[p]!r} and {c!r} overlap (pixel {p})")
+                seen[p] = c
+        for m in (model.mixtures if isinstance(model, blocks.BlockProduct) else (model,)):
+            w = np.asarray(m.weights, dtype=float)
+            if not (np.all(np.isfinite(w)) and np.all(w > 0) and abs(w.sum() - 1.0) <= 1e-9):
+                raise ValueError(f"model of conditioner set {sorted(J)}: mixture weights must be "
+                                 f"positive and sum to 1, got {w.tolist()}")
 
 
 def measure_at_sigma(family: ConditionalFamily, sigma: float, key, n_points: int = 64) -> dict:
-    """All three measures at one sigma: the max over admissible sets, plus the per-set values."""
+    """All three measures at one sigma: the max over admissible sets (``nan`` if any set's
+    measure is ``nan``), plus the per-set values. ``sigma >= 0`` (0: the clean models);
+    ``key`` a JAX PRNG key."""
+    from numerics.keys import check_key
+
+    sigma = check_sigma(sigma, allow_zero=True)
+    check_key(key)
     noised_models = {J: blocks.noised(m, sigma) for J, m in family.models.items()}
     per_set = {}
     for J, k in zip(family.sets(), jax.random.split(key, len(family.models))):
@@ -111,15 +157,23 @@ def measure_at_sigma(family: ConditionalFamily, sigma: float, key, n_points: int
             "conditional_locality_violation": conditional_locality_violation(family, noised_models, J, x),
             "cpc_gap": cpc_gap(family, noised_models, J, x),
         }
-    summary = {name: max(v[name] for v in per_set.values())
+    summary = {name: _max(v[name] for v in per_set.values())
                for name in ("pixel_locality_violation", "conditional_locality_violation", "cpc_gap")}
     return {"sigma": float(sigma), **summary, "per_set": per_set}
 
 
 def classify(family: ConditionalFamily, sigmas=DEFAULT_SIGMAS, seed: int = 0, n_points: int = 64,
-             tolerance: float = TOLERANCE, progress: bool = False) -> dict:
+             tolerance: float | None = None, progress: bool = False) -> dict:
     """Measures over a sigma sweep and the overall booleans ``pixel_local``,
-    ``conditionally_local`` (violation <= tolerance at every sigma) and ``cpc``."""
+    ``conditionally_local`` (violation <= tolerance at every sigma; a ``nan`` violation is a
+    failure) and ``cpc``. ``tolerance`` defaults to ``TOLERANCE`` (read at call time);
+    every sigma must be finite and > 0."""
+    tolerance = TOLERANCE if tolerance is None else float(tolerance)
+    sigmas = [check_sigma(s) for s in sigmas]
+    if not sigmas:
+        raise ValueError("classify needs at least one sigma")
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+        raise TypeError(f"seed must be an int (classify makes the PRNG key), got {seed!r}")
     required_sets(family)
     keys = jax.random.split(jax.random.PRNGKey(seed), len(sigmas))
     iterator = zip(sigmas, keys)
@@ -127,7 +181,7 @@ def classify(family: ConditionalFamily, sigmas=DEFAULT_SIGMAS, seed: int = 0, n_
         from tqdm import tqdm
         iterator = tqdm(list(iterator), desc="sigma", leave=False)
     per_sigma = [measure_at_sigma(family, s, k, n_points) for s, k in iterator]
-    ok = lambda name: all(r[name] <= tolerance for r in per_sigma)  # noqa: E731
+    ok = lambda name: all(within(r[name], tolerance) for r in per_sigma)  # noqa: E731
     return {
         "per_sigma": per_sigma,
         "pixel_local": ok("pixel_locality_violation"),

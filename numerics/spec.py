@@ -10,11 +10,13 @@
 
 One model per admissible conditioner set, the empty set (``"conditioners": []``) included,
 and every singleton of a conditioner that appears. Weights are normalized per model (they
-must be positive). ``load_spec`` raises ``UserError`` naming the offending field.
+must be positive; scaling a model's weights changes nothing). Masks may overlap, but a model's
+conditioners must have pairwise disjoint masks (an admissible set). ``load_spec`` raises ``UserError`` naming the offending field.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import numbers
 from pathlib import Path
@@ -125,6 +127,11 @@ def parse_spec(spec) -> ConditionalFamily:
             _fail(f"{field}.conditioners", "has repeated ids")
         if J in models:
             _fail(f"{field}.conditioners", f"set {sorted(J)} appears twice")
+        for c1, c2 in itertools.combinations(sorted(J), 2):
+            shared = sorted(set(parsed_masks[c1]) & set(parsed_masks[c2]))
+            if shared:
+                _fail(f"{field}.conditioners", f"set {sorted(J)} is not admissible: masks of "
+                                               f"{c1!r} and {c2!r} overlap (pixels {shared})")
         models[J] = _mixture(model, n * C, field)
     needed = [frozenset()] + [frozenset([c]) for J in models for c in sorted(J)]
     for J in needed:

@@ -60,12 +60,19 @@ def cpc_families(draw, max_conditioners: int = 3):
 
 def perturbations(min_strength: float = 0.3, max_strength: float = 0.9):
     """``(kind, strength)``; ``strength`` in ``[min_strength, max_strength]``."""
+    if not 0 < min_strength <= max_strength < 1:
+        raise ValueError(f"perturbations needs 0 < min_strength <= max_strength < 1 (strength >= 1 "
+                         f"makes correlated weights negative), got {min_strength}, {max_strength}")
     return st.tuples(st.sampled_from(PIXEL_KINDS + CONDITIONAL_KINDS),
                      st.floats(min_strength, max_strength))
 
 
 def apply_perturbation(family: F.ConditionalFamily, kind: str, strength: float):
-    """The perturbed family; the perturbation acts on the set of the first two conditioners."""
+    """The perturbed family; the perturbation acts on the set of the first two conditioners.
+    ``strength`` must be finite with ``0 < strength < 1`` (``ValueError``), as for the JSON
+    path, whose weights must stay positive."""
+    if not (np.isfinite(strength) and 0 < strength < 1):
+        raise ValueError(f"perturbation strength must satisfy 0 < strength < 1, got {strength!r}")
     ids = sorted(family.masks)
     J = frozenset(ids[:2])
     if kind == "correlated_weights":
