@@ -252,10 +252,17 @@ def predict_heatmaps(network, images: np.ndarray, batch_size: int = 256) -> np.n
 def detect_objects(detector, images: np.ndarray, batch_size: int = 256,
                    threshold: float | None = None) -> list[np.ndarray]:
     """Object centres per image: list of float [n_i, 2] in the [-1, 1] convention.
-    ``detector``: a network from :func:`build_network`/:func:`load_detector` or a path;
+    ``detector``: a network from :func:`build_network`/:func:`load_detector`, a path to one, or
+    any other callable ``images uint8 [B, H, W, 3] -> sequence of [n_i, 2]`` centres (a
+    researcher's own detector; ``batch_size`` and ``threshold`` are then not used);
     ``threshold`` defaults to the one stored with the network."""
     if isinstance(detector, (str, Path)):
         detector = load_detector(detector)
+    if callable(detector) and not hasattr(detector, "threshold"):  # not one of our networks
+        found = [np.asarray(d, dtype=np.float64).reshape(-1, 2) for d in detector(np.asarray(images))]
+        if len(found) != len(images):
+            raise ValueError(f"detector returned {len(found)} detection lists for {len(images)} images")
+        return found
     threshold = float(detector.threshold) if threshold is None else threshold
     return decode_heatmap(predict_heatmaps(detector, images, batch_size), threshold)
 

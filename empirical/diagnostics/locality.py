@@ -9,6 +9,9 @@ Public API (stable; tensors in, dicts of floats out; every map and summary comes
                      pixels_per_image=3, vectorize=None, progress=False, keep_maps=False,
                      jacobian_images=None)
         -> {"per_sigma": [measure_at_sigma ...], "summary": overall_summary, "pixels", "radius", "seed"}
+    measure_denoiser_locality(denoiser, dataset, num_images=8, min_objects=2, sigmas=DEFAULT_SIGMAS,
+                              seed=0, device=None, **measure_locality_options)
+        -> measure_locality's dict + {"images": dataset indices}   (items (image [C,H,W], cond [K,2]))
     measure_at_sigma(denoiser, x, sigma, cond, mask, pixels, footprints, allowed=None, radii=RADII,
                      mass=EFFECTIVE_MASS, vectorize=None, keep_maps=False, jacobian_images=None)
         -> {"sigma", "pixel": pixel_locality_summary, "conditional": conditional_locality_summary}
@@ -422,3 +425,39 @@ def measure_locality(denoiser: SetDenoiser, clean, cond, mask, sigmas=DEFAULT_SI
                                   radii, mass, vectorize, keep_maps, jacobian_images) for s in iterator]
     return {"per_sigma": per_sigma, "summary": overall_summary(per_sigma),
             "pixels": pixels.tolist(), "radius": radius, "seed": seed}
+
+
+def measure_denoiser_locality(denoiser: SetDenoiser, dataset, num_images: int = 8, min_objects: int = 2,
+                              sigmas=DEFAULT_SIGMAS, seed: int = 0, device=None, **options) -> dict:
+    """:func:`measure_locality` of ``denoiser`` on a dataset, as ``localcomp clevr locality`` does
+    for a trained run (the public entry point, docs/api.md).
+
+    ``dataset``: any indexable of ``(image [C,H,W], cond [K_i,2])`` (``ClevrDataset``,
+    ``BlobDataset``, a list). The first ``num_images`` items with at least ``min_objects``
+    conditioners are padded into ``clean, cond, mask`` and moved to ``device`` (default: the
+    device of ``denoiser``'s parameters when it is a ``torch.nn.Module``, else the CPU).
+    ``options`` go to :func:`measure_locality` (``radius``, ``footprints``, ``pixels_per_image``,
+    ``jacobian_images``, ...). Returns its dict plus ``"images"``: the dataset indices used."""
+    indices = []
+    for i in range(len(dataset)):
+        if dataset[i][1].shape[0] >= min_objects:
+            indices.append(i)
+            if len(indices) == num_images:
+                break
+    if not indices:
+        raise ValueError(f"no item with >= {min_objects} conditioners in the dataset")
+    items = [dataset[i] for i in indices]
+    clean = torch.stack([torch.as_tensor(image) for image, _ in items])
+    k = max(int(c.shape[0]) for _, c in items)
+    cond = torch.zeros(len(items), k, 2, dtype=clean.dtype)
+    mask = torch.zeros(len(items), k, dtype=torch.bool)
+    for b, (_, c) in enumerate(items):
+        cond[b, :c.shape[0]] = torch.as_tensor(c, dtype=clean.dtype)
+        mask[b, :c.shape[0]] = True
+    if device is None:
+        params = list(denoiser.parameters()) if isinstance(denoiser, torch.nn.Module) else []
+        device = params[0].device if params else torch.device("cpu")
+    clean, cond, mask = clean.to(device), cond.to(device), mask.to(device)
+    result = measure_locality(denoiser, clean, cond, mask, sigmas, seed=seed, **options)
+    result["images"] = indices
+    return result

@@ -6,7 +6,8 @@ closer than ``tolerance`` (Euclidean distance in the [-1, 1] image coordinates; 
 0.125 is 1/16 of the image width: 2 px at 32 px, 4 px at 64 px, about a small object's
 radius in the CLEVR view).
 ``kmax`` is the largest K whose success rate is >= ``threshold`` (default 0.5) with every
-smaller tested K also passing.
+smaller tested K also passing. ``kmax_of_denoiser`` runs the whole criterion (location sets,
+sampling, detection) for any denoiser ``D(x, sigma, cond, mask)`` (docs/api.md).
 """
 
 from __future__ import annotations
@@ -68,3 +69,63 @@ def evaluate_kmax(samples_by_k: dict[int, np.ndarray], requested_by_k: dict[int,
     return {"per_k": per_k, "kmax": kmax(per_k, threshold), "counts": counts,
             "kmax_requested_found": kmax(found_by_k, threshold),
             "tolerance": tolerance, "threshold": threshold}
+
+
+# -- the whole criterion for any denoiser (the public entry point, docs/api.md) -------------------
+
+def location_sets_by_k(dataset, ks, num_sets: int) -> dict[int, list]:
+    """The conditioners ``[K, 2]`` of the first ``num_sets`` items of ``dataset`` (any indexable
+    of ``(image [C,H,W], cond [K_i,2])``) with exactly ``K`` of them, for each ``K`` in ``ks``.
+    A ValueError names the K for which the dataset has no item."""
+    wanted = {int(k): [] for k in ks}
+    for i in range(len(dataset)):
+        cond = dataset[i][1]
+        bucket = wanted.get(int(cond.shape[0]))
+        if bucket is not None and len(bucket) < num_sets:
+            bucket.append(cond)
+        if all(len(b) == num_sets for b in wanted.values()):
+            break
+    empty = [k for k, b in wanted.items() if not b]
+    if empty:
+        raise ValueError(f"no item with K = {empty} conditioners in the dataset")
+    return wanted
+
+
+def kmax_of_denoiser(denoiser, dataset, detector, max_k: int = 12, num_sets: int = 8,
+                     samples_per_set: int = 1, sampler_steps: int = 18, seed: int = 0,
+                     resolution: int | None = None, batch_size: int = 16,
+                     tolerance: float = DEFAULT_TOLERANCE, threshold: float = DEFAULT_THRESHOLD,
+                     keep_samples: bool = False, progress: bool = False) -> dict:
+    """Kmax of ``denoiser`` (``D(x, sigma, cond, mask)``, docs/api.md) against ``dataset``'s
+    location sets, as ``localcomp clevr kmax`` does for a trained run.
+
+    For every K = 0..``max_k``: the location sets of the first ``num_sets`` items with K
+    conditioners (:func:`location_sets_by_k`), ``samples_per_set`` Heun samples of each
+    (``sampler_steps``, seed ``seed + K``, :func:`empirical.models.sampling.sample_for_sets`),
+    scored by ``detector`` (a network, a checkpoint path or any callable, see
+    :func:`empirical.detection.detector.detect_objects`). ``resolution`` defaults to the
+    dataset's image size. Returns :func:`evaluate_kmax`'s dict plus the settings; with
+    ``keep_samples`` also ``"samples"``: ``{K: uint8 [S, H, W, 3]}`` and ``"requested"``:
+    ``{K: float [S, K, 2]}``."""
+    import torch
+
+    from empirical.models.sampling import sample_for_sets, to_uint8
+
+    if max_k < 0 or num_sets < 1 or samples_per_set < 1 or sampler_steps < 1:
+        raise ValueError("max_k must be >= 0; num_sets, samples_per_set, sampler_steps >= 1")
+    resolution = int(dataset[0][0].shape[-1]) if resolution is None else resolution
+    sets_by_k = location_sets_by_k(dataset, range(max_k + 1), num_sets)
+    samples_by_k, requested_by_k = {}, {}
+    for k, sets in sets_by_k.items():
+        sets = [torch.as_tensor(s, dtype=torch.float32).reshape(k, 2) for s in sets]
+        images = sample_for_sets(denoiser, sets, resolution, samples_per_set, sampler_steps, seed + k,
+                                 batch_size=batch_size, progress=progress)
+        samples_by_k[k] = to_uint8(images)
+        requested_by_k[k] = np.stack([s.numpy() for s in sets for _ in range(samples_per_set)]
+                                     ).reshape(len(sets) * samples_per_set, k, 2)
+    result = evaluate_kmax(samples_by_k, requested_by_k, detector, tolerance, threshold)
+    result.update(max_k=max_k, num_sets=num_sets, samples_per_set=samples_per_set,
+                  sampler_steps=sampler_steps, seed=seed, resolution=resolution)
+    if keep_samples:
+        result["samples"], result["requested"] = samples_by_k, requested_by_k
+    return result
