@@ -9,7 +9,7 @@ EMPIRICAL = ROOT / "empirical"
 
 # Data flows one way: a subpackage may import only from its own rank or below.
 RANK = {"clevr": 0, "detection": 1, "models": 1, "training": 2, "evaluation": 3, "diagnostics": 3,
-        "toy": 4, "t2i": 4, "cli": 5}
+        "toy": 4, "t2i": 4, "validation": 5, "cli": 6}
 
 
 def module_name(path: Path) -> str:

@@ -2,7 +2,8 @@
 
 Data jobs (``render``, ``detector``) are defined in ``empirical.cli.data``; model jobs
 (``train``, ``sample``, ``kmax``, ``table``) in ``empirical.cli.model``; diagnostics (``locality``,
-``correlate``) in ``empirical.cli.diagnostics``.
+``correlate``) in ``empirical.cli.diagnostics``; the whole validation (``validate``) in
+``empirical.cli.validate`` over ``empirical.validation``.
 """
 
 
@@ -10,9 +11,11 @@ def add_parser(subparsers) -> None:
     from empirical.cli.data import add_data_commands
     from empirical.cli.diagnostics import add_diagnostics_commands
     from empirical.cli.model import add_model_commands
+    from empirical.cli.validate import add_validate_command
 
     p = subparsers.add_parser("clevr", help="CLEVR data, denoisers, training and Kmax evaluation")
     clevr = p.add_subparsers(dest="clevr_command", required=True, metavar="JOB")
     add_data_commands(clevr)
     add_model_commands(clevr)
     add_diagnostics_commands(clevr)
+    add_validate_command(clevr)

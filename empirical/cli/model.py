@@ -51,7 +51,8 @@ def add_model_commands(clevr_subparsers) -> None:
 
     k = clevr_subparsers.add_parser("kmax", help="per-K success rates (K = 0..12) and Kmax of a run")
     k.add_argument("--run", required=True, help="training run directory")
-    k.add_argument("--data", required=True, help="dataset with 0..K objects: the requested location sets")
+    k.add_argument("--data", required=True, help="dataset with 0..K objects: the requested location sets "
+                   "(or synthetic:MIN-MAX blob scenes)")
     k.add_argument("--detector", required=True, help="detector checkpoint (localcomp clevr detector train)")
     k.add_argument("--max-k", type=int, default=12)
     k.add_argument("--num-sets", type=int, default=8, help="location sets per K")
@@ -242,7 +243,13 @@ def _kmax(args) -> int:
         label = args.training_objects or training_objects_label(args.run)
         model, config, step = load_trained(args.run)
         experiment, steps = config.experiment, args.sampler_steps or config.schedule.sampler_steps
-    sets_by_k = location_sets_by_k(ClevrDataset(args.data), range(args.max_k + 1), args.num_sets)
+    if args.data.startswith("synthetic"):  # blob scenes (smoke runs, `clevr validate --preset tiny`)
+        if not (Path(args.run) / CHECKPOINT).exists():
+            raise UserError("--data synthetic: needs the run's checkpoint (its resolution)")
+        location_source = load_training_data(args.data, config.resolution, args.seed)
+    else:
+        location_source = ClevrDataset(args.data)
+    sets_by_k = location_sets_by_k(location_source, range(args.max_k + 1), args.num_sets)
     if args.reuse_samples:
         samples_by_k, requested_by_k = load_kmax_samples(samples_path, step, sets_by_k, args.n)
     else:

@@ -1,0 +1,1 @@
+"""The whole CLEVR validation as one resumable, shardable plan (``localcomp clevr validate``)."""
