@@ -19,6 +19,7 @@ from localcomp.errors import UserError
 def build_parser() -> argparse.ArgumentParser:
     from empirical.cli import add_parser as add_clevr
     from empirical.toy.learned import add_command as add_toy_learned
+    from empirical.toy.machine_check import add_command as add_toy_machine
     from localcomp.verify import add_parser as add_verify
     from numerics.cli import add_parser as add_toy
 
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_verify(subparsers)
     toy = add_toy(subparsers)
     add_toy_learned(toy)
+    add_toy_machine(toy)
     add_clevr(subparsers)
     return parser
 

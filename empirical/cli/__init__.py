@@ -10,6 +10,7 @@ Data jobs (``render``, ``detector``) are defined in ``empirical.cli.data``; mode
 def add_parser(subparsers) -> None:
     from empirical.cli.data import add_data_commands
     from empirical.cli.diagnostics import add_diagnostics_commands
+    from empirical.cli.machine import add_machine_command
     from empirical.cli.model import add_model_commands
     from empirical.cli.validate import add_validate_command
 
@@ -19,3 +20,4 @@ def add_parser(subparsers) -> None:
     add_model_commands(clevr)
     add_diagnostics_commands(clevr)
     add_validate_command(clevr)
+    add_machine_command(clevr)

@@ -76,8 +76,9 @@ def validate_locality_args(args) -> None:
         raise UserError(f"--dilate: must be >= 0, got {args.dilate}")
     if args.footprint == "mask" and args.data.startswith("synthetic"):
         raise UserError("--footprint mask: needs a CLEVR dataset directory (synthetic data has no masks)")
-    if not (Path(args.run) / "checkpoint.pt").exists():
-        raise UserError(f"--run: no checkpoint.pt in {args.run}")
+    from empirical.training.train import has_model
+    if not has_model(args.run):
+        raise UserError(f"--run: no checkpoint.pt (or machine.json) in {args.run}")
 
 
 def select_images(dataset, num_images: int, min_objects: int) -> list[int]:
@@ -129,7 +130,7 @@ def _locality(args) -> int:
                         f"{config.resolution}x{config.resolution}")
     indices = select_images(dataset, args.num_images, args.min_objects)
     clean, cond, mask = collate_sets([dataset[i] for i in indices])
-    device = next(model.parameters()).device
+    device = next(model.parameters()).device if isinstance(model, torch.nn.Module) else torch.device("cpu")
     clean, cond, mask = clean.to(device), cond.to(device), mask.to(device)
     h, w = clean.shape[-2:]
     radius = args.radius if args.radius is not None else h / 8

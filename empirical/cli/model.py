@@ -16,6 +16,8 @@ from pathlib import Path
 
 from localcomp.errors import UserError
 
+from empirical.clevr.sources import load_data as load_training_data
+
 
 def add_model_commands(clevr_subparsers) -> None:
     """Add ``train``, ``sample``, ``kmax`` and ``table`` to the ``clevr`` subcommands."""
@@ -73,23 +75,6 @@ def add_model_commands(clevr_subparsers) -> None:
     tb.add_argument("--runs", required=True, nargs="+", help="run directories or kmax.json files")
     tb.add_argument("--out", required=True, help="output directory (table1.md, table1.json)")
     tb.set_defaults(func=_table)
-
-
-def load_training_data(spec: str, resolution: int, seed: int = 0):
-    """``synthetic[:MIN-MAX]`` -> :class:`~empirical.clevr.synthetic.BlobDataset`; else a CLEVR directory."""
-    if spec.startswith("synthetic"):
-        from empirical.clevr.synthetic import BlobDataset
-        lo, hi = 1, 3
-        if ":" in spec:
-            try:
-                lo, hi = (int(t) for t in spec.split(":", 1)[1].split("-"))
-            except ValueError:
-                raise UserError(f"--data: {spec!r} is not 'synthetic:MIN-MAX'") from None
-        return BlobDataset(size=1024, resolution=resolution, min_objects=lo, max_objects=hi, seed=seed)
-    if not Path(spec).is_dir():
-        raise UserError(f"--data: {spec} is not a directory")
-    from empirical.clevr.dataset import ClevrDataset
-    return ClevrDataset(spec)
 
 
 def _train(args) -> int:
@@ -227,7 +212,7 @@ def _kmax(args) -> int:
     from empirical.detection.detector import load_detector
     from empirical.evaluation.kmax import evaluate_kmax
     from empirical.models.sampling import image_grid, mark_locations, sample_for_sets, to_uint8, write_png
-    from empirical.training.train import CHECKPOINT, load_trained
+    from empirical.training.train import has_model, load_trained
 
     if not Path(args.detector).exists():  # checked before the (long) sampling
         raise UserError(f"--detector: {args.detector} does not exist")
@@ -235,7 +220,7 @@ def _kmax(args) -> int:
         raise UserError("--max-k must be >= 0, --num-sets and --n >= 1")
     out = Path(args.out or args.run)
     samples_path = out / "kmax_samples.npz"
-    if args.reuse_samples and not (Path(args.run) / CHECKPOINT).exists():
+    if args.reuse_samples and not has_model(args.run):
         previous = previous_kmax_record(out)
         experiment, step = previous["experiment"], int(previous["checkpoint_step"])
         steps, label = previous["sampler_steps"], args.training_objects or previous["training_objects"]
@@ -244,7 +229,7 @@ def _kmax(args) -> int:
         model, config, step = load_trained(args.run)
         experiment, steps = config.experiment, args.sampler_steps or config.schedule.sampler_steps
     if args.data.startswith("synthetic"):  # blob scenes (smoke runs, `clevr validate --preset tiny`)
-        if not (Path(args.run) / CHECKPOINT).exists():
+        if not has_model(args.run):
             raise UserError("--data synthetic: needs the run's checkpoint (its resolution)")
         location_source = load_training_data(args.data, config.resolution, args.seed)
     else:

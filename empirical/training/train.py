@@ -286,8 +286,19 @@ def train(config: TrainConfig, dataset, out_dir, progress: bool = True, stop_aft
     return summary
 
 
+def has_model(run_dir) -> bool:
+    """A trained checkpoint or a local conditional machine (``clevr machine``) is in ``run_dir``."""
+    from empirical.models.machine import MACHINE_FILE
+    return (Path(run_dir) / CHECKPOINT).exists() or (Path(run_dir) / MACHINE_FILE).exists()
+
+
 def load_trained(run_dir, use_ema: bool = True):
-    """``(model in eval mode, TrainConfig, step)`` from ``run_dir/checkpoint.pt``."""
+    """``(model in eval mode, TrainConfig, step)`` from ``run_dir/checkpoint.pt``; for a machine
+    run (``machine.json``, no training) ``(machine, MachineConfig, 0)``."""
+    from empirical.models.machine import MACHINE_FILE, load_machine_run
+    if (Path(run_dir) / MACHINE_FILE).exists() and not (Path(run_dir) / CHECKPOINT).exists():
+        machine, config = load_machine_run(run_dir)
+        return machine, config, 0
     path = Path(run_dir) / CHECKPOINT
     if not path.exists():
         raise UserError(f"--run: no {CHECKPOINT} in {run_dir}")

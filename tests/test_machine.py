@@ -1,0 +1,110 @@
+"""The local conditional machine: its fast path equals the estimator's definition, it is local in
+pixels and in conditioners by construction, it memorizes when non-local, and it converges to
+the exact denoiser on a CPC family; run folders work with the clevr commands."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from empirical.clevr.synthetic import BlobDataset
+from empirical.models.machine import (LocalConditionalMachine, MachineConfig, machine_from_dataset,
+                                      reference_denoise)
+from localcomp.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def batch(dataset, indices):
+    items = [dataset[i] for i in indices]
+    most = max(max(len(c) for _, c in items), 1)
+    cond, mask = torch.zeros(len(items), most, 2), torch.zeros(len(items), most, dtype=torch.bool)
+    for i, (_, c) in enumerate(items):
+        cond[i, :len(c)], mask[i, :len(c)] = c, True
+    return torch.stack([im for im, _ in items]), cond, mask
+
+
+@pytest.mark.parametrize("grid,k,tau", [(8, 1, 0.3), (4, 0, 0.5), (1, 0, 0.3)])
+def test_fast_path_equals_the_estimator_by_a_plain_loop(grid, k, tau):
+    train = BlobDataset(size=24, resolution=8, min_objects=0, max_objects=2, seed=1)
+    images, cond, mask = batch(train, range(24))
+    config = MachineConfig(8, grid, k, tau)
+    machine = LocalConditionalMachine(config, images, cond, mask)
+    query = BlobDataset(size=3, resolution=8, min_objects=1, max_objects=3, seed=2)
+    clean, qcond, qmask = batch(query, range(3))
+    x = clean + 0.4 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(0))
+    sigma = torch.tensor([0.4, 0.4, 0.4])
+    fast = machine(x, sigma, qcond, qmask)
+    slow = reference_denoise(config, images, cond, mask, x, sigma, qcond, qmask)
+    assert torch.allclose(fast, slow, atol=1e-5), float((fast - slow).abs().max())
+
+
+def test_nonlocal_machine_reproduces_a_training_image_and_local_one_is_local():
+    train = BlobDataset(size=60, resolution=16, min_objects=1, max_objects=3, seed=0)
+    images, cond, mask = batch(train, range(60))
+    nonlocal_machine = LocalConditionalMachine(MachineConfig(16, 1, 0), images, cond, mask)
+    x = images[7:8] + 0.02 * torch.randn(1, 3, 16, 16)
+    out = nonlocal_machine(x, torch.tensor([0.02]), cond[7:8], mask[7:8])
+    assert torch.allclose(out[0], images[7], atol=1e-4)                  # memorization
+
+    local = LocalConditionalMachine(MachineConfig(16, 16, 1), images, cond, mask)
+    x = torch.randn(1, 3, 16, 16, requires_grad=True)
+    query_cond = torch.tensor([[[-0.6, -0.6], [0.6, 0.6]]])
+    query_mask = torch.ones(1, 2, dtype=torch.bool)
+    out = local(x, torch.tensor([1.0]), query_cond, query_mask)
+    out[0, :, 8, 8].sum().backward()
+    support = (x.grad[0].abs().sum(0) > 0).nonzero()
+    assert support[:, 0].min() >= 7 and support[:, 0].max() <= 9      # the 3 x 3 patch around (8, 8)
+    assert support[:, 1].min() >= 7 and support[:, 1].max() <= 9
+    # removing the conditioner at (0.6, 0.6) changes only the cells whose patch holds it
+    with torch.no_grad():
+        both = local(x, torch.tensor([1.0]), query_cond, query_mask)
+        one = local(x, torch.tensor([1.0]), query_cond[:, :1], query_mask[:, :1])
+    changed = ((both - one).abs().sum(1)[0] > 0).nonzero()
+    cell = ((0.6 + 1) / 2 * 16)  # pixel column/row 12.8 -> cell 12
+    assert len(changed) and changed.min() >= int(cell) - 1 and changed.max() <= int(cell) + 1
+
+
+def test_machine_converges_to_the_exact_cpc_denoiser_and_leaks_nothing():
+    from empirical.toy.machine_check import MachineCheckConfig, run_check
+
+    result = run_check(MachineCheckConfig(sizes=(30, 3000), ks=(0,), sigmas=(0.5,), points=32), progress=False)
+    cpc = {r["n"]: r for r in result["rows"] if r["family"] == "cpc"}
+    shadow = {r["n"]: r for r in result["rows"] if r["family"] == "shadow"}
+    assert cpc[3000]["denoiser_mse"] < cpc[30]["denoiser_mse"] / 10
+    assert cpc[3000]["leakage"] == 0.0 and cpc[30]["leakage"] == 0.0
+    # the shadow family's k = 0 machine keeps a bias (its patch does not see the left neighbour)
+    assert shadow[3000]["denoiser_mse"] > 10 * cpc[3000]["denoiser_mse"]
+
+
+def test_float32_inner_products_change_the_output_by_less_than_a_grey_level():
+    train = BlobDataset(size=200, resolution=16, min_objects=1, max_objects=3, seed=3)
+    images, cond, mask = batch(train, range(200))
+    outs = {}
+    for dtype in ("float64", "float32"):
+        machine = LocalConditionalMachine(MachineConfig(16, 16, 2, dtype=dtype), images, cond, mask)
+        x = images[:4] + 0.01 * torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+        outs[dtype] = machine(x, torch.full((4,), 0.01), cond[:4] + 0.05, mask[:4])
+    assert float((outs["float32"] - outs["float64"]).abs().max()) < 1 / 127.5
+
+
+def test_machine_run_folder_is_read_by_kmax_and_refuses_overwrite(tmp_path, capsys):
+    run = tmp_path / "machine"
+    assert main(["clevr", "machine", "--data", "synthetic:1-3", "--k", "1", "--limit", "40", "--out", str(run),
+                 "--sampler-steps", "3"]) == 0
+    assert main(["clevr", "machine", "--data", "synthetic:1-3", "--k", "1", "--out", str(run)]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert main(["clevr", "machine", "--data", "synthetic:1-3", "--k", "1", "--tau", "0", "--out",
+                 str(tmp_path / "m2")]) == 2
+    assert main(["clevr", "kmax", "--run", str(run), "--data", "synthetic:0-12", "--detector",
+                 str(ROOT / "results/detector/detector.pt"), "--max-k", "2", "--num-sets", "2", "--n", "1",
+                 "--training-objects", "1-3"]) == 0
+    report = json.loads((run / "kmax.json").read_text())
+    assert report["experiment"] == "machine-k1" and report["sampler_steps"] == 3
+    assert set(report["evaluation"]["per_k"]) == {"0", "1", "2"}
+
+
+def test_machine_from_dataset_limit():
+    data = BlobDataset(size=10, resolution=16, min_objects=0, max_objects=2)
+    assert len(machine_from_dataset(MachineConfig(16, 16, 1), data, limit=4)) == 4
