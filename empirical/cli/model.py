@@ -96,20 +96,12 @@ def _train(args) -> int:
 
 
 def location_sets_by_k(dataset, ks, num_sets: int) -> dict[int, list]:
-    """The conditioners ``[K, 2]`` of the first ``num_sets`` images with exactly ``K`` of them, for
-    each ``K`` in ``ks`` (rendered scenes satisfy CLEVR's placement rules, so these are admissible)."""
-    wanted = {k: [] for k in ks}
-    for i in range(len(dataset)):
-        cond = dataset[i][1]
-        bucket = wanted.get(cond.shape[0])
-        if bucket is not None and len(bucket) < num_sets:
-            bucket.append(cond)
-        if all(len(b) == num_sets for b in wanted.values()):
-            break
-    empty = [k for k, b in wanted.items() if not b]
-    if empty:
-        raise UserError(f"--k/--data: no image with {empty} conditioners in the dataset")
-    return wanted
+    """:func:`empirical.evaluation.kmax.location_sets_by_k` with the error naming the flags."""
+    from empirical.evaluation.kmax import location_sets_by_k as sets_by_k
+    try:
+        return sets_by_k(dataset, ks, num_sets)
+    except ValueError as error:
+        raise UserError(f"--k/--data: {error}") from None
 
 
 def _sample(args) -> int:

@@ -41,14 +41,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from empirical.models.patch_local import _all_cells, relative_conditioners
+from empirical.models.patch_local import PatchGeometry, _all_cells, relative_conditioners
 
 # training patches are stored per cell (no copy per call) up to this size, else cut per call
 STORE_BYTES = 4 * 2 ** 30
 
 
 @dataclass(frozen=True)
-class MachineConfig:
+class MachineConfig(PatchGeometry):
     img_resolution: int = 32
     grid: int = 16              # 1 with k = 0: the non-local ideal denoiser
     k: int = 2                  # patch half-width in cells
@@ -63,14 +63,6 @@ class MachineConfig:
             raise ValueError(f"dtype must be float64 or float32, got {self.dtype!r}")
         if self.k < 0 or not self.tau > 0:
             raise ValueError("need k >= 0, tau > 0")
-
-    @property
-    def cell(self) -> int:
-        return self.img_resolution // self.grid
-
-    @property
-    def patch(self) -> int:
-        return (2 * self.k + 1) * self.cell
 
     @property
     def margin(self) -> int:

@@ -46,8 +46,24 @@ from empirical.models import edm
 from empirical.models.unet import SetUNet, SigmaDistribution, UNetConfig
 
 
+class PatchGeometry:
+    """Cell and patch sizes of a ``grid x grid`` cell grid on ``img_resolution`` pixels with patch
+    half-width ``k`` cells (shared by the patch model and the local conditional machine)."""
+    img_resolution: int
+    grid: int
+    k: int
+
+    @property
+    def cell(self) -> int:
+        return self.img_resolution // self.grid
+
+    @property
+    def patch(self) -> int:
+        return (2 * self.k + 1) * self.cell
+
+
 @dataclass(frozen=True)
-class PatchConfig:
+class PatchConfig(PatchGeometry):
     """Patch model: image size, grid, half-width ``k`` in cells, and the network inside. Of ``net``
     only widths, depth, heads and ``cond_mode`` matter: resolution, input channels, the extra
     (centre) vector and the attention resolutions are set from the patch."""
@@ -68,14 +84,6 @@ class PatchConfig:
             raise ValueError("k must be >= 0")
         if self.background not in ("no_conditioner", "no_object"):
             raise ValueError(f"background must be 'no_conditioner' or 'no_object', got {self.background!r}")
-
-    @property
-    def cell(self) -> int:
-        return self.img_resolution // self.grid
-
-    @property
-    def patch(self) -> int:
-        return (2 * self.k + 1) * self.cell
 
     @property
     def net_resolution(self) -> int:
