@@ -27,6 +27,21 @@ def test_verify_symbolic_report(tmp_path):
     assert code == (0 if not problems else 1)
 
 
+def test_verify_numeric_report(tmp_path):
+    """Every numeric check of ``localcomp verify`` runs in CI (about 1 min on 2 cores)."""
+    from localcomp.cli import main
+
+    out = tmp_path / "r.json"
+    code = main(["verify", "--only", "numeric", "--out", str(tmp_path / "v"), "--json", str(out), "--quiet"])
+    report = json.loads(out.read_text())
+    assert {t["id"]: t["numeric"]["status"] for t in report["theorems"]} == {
+        f"T{i}": "verified" for i in range(1, 10)}
+    checks = json.loads((tmp_path / "v" / "checks.json").read_text())
+    assert len(checks) == len(NUMERIC_CHECKS) and all(c["passed"] for c in checks), [
+        (c["name"], c["details"]) for c in checks if not c["passed"]]
+    assert code == 0
+
+
 def _copy_proofs(tmp_path: Path) -> Path:
     shutil.copytree(repo_root() / "proofs", tmp_path / "proofs")
     return tmp_path
