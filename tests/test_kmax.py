@@ -1,6 +1,7 @@
 """Kmax bookkeeping: strict success versus the relaxed 'every requested object found' rate."""
 
 import numpy as np
+import pytest
 
 from empirical.evaluation.kmax import evaluate_kmax
 
@@ -48,3 +49,107 @@ def test_per_k_figure_only_for_entries_with_an_evaluation():
                           "evaluation": evaluation}])
     assert figure is not None and len(figure.axes[0].lines) >= 1
     assert list(figure.axes[2].lines[0].get_xdata()) == [1]   # no share at K = 0
+
+
+# -- intervals (issue 11 item 3) -------------------------------------------------------------------
+
+def test_wilson_interval_matches_the_closed_form_computed_independently():
+    from scipy.stats import binomtest
+
+    from empirical.evaluation.kmax import wilson_interval
+
+    # n = 10, k = 3: the Wilson bounds are the roots in p of (p_hat - p)^2 = z^2 p (1 - p) / n
+    z, n, k = 1.959963984540054, 10, 3
+    a, b, c = 1 + z * z / n, -(2 * k / n + z * z / n), (k / n) ** 2
+    roots = sorted(np.roots([a, b, c]).real)
+    np.testing.assert_allclose(wilson_interval(k, n), roots, rtol=1e-12)
+    np.testing.assert_allclose(wilson_interval(k, n), [0.1077912674, 0.6032218525], atol=1e-9)
+    for k, n in ((0, 16), (16, 16), (5, 32), (31, 32), (1, 1)):
+        ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+        np.testing.assert_allclose(wilson_interval(k, n), [ci.low, ci.high], rtol=1e-10, atol=1e-12)
+    assert wilson_interval(0, 0) == [0.0, 1.0]
+    low, high = wilson_interval(0, 16)
+    assert low == 0.0 and 0 < high < 0.25        # not degenerate at a rate of 0
+
+
+def _sets(rates_by_k: dict, copies: int, per_set: int = 2) -> dict:
+    """Location sets whose samples succeed in the given proportion: 8 sets per copy, each of
+    ``per_set`` equal outcomes, ``round(8 rate)`` of them successes."""
+    out = {}
+    for k, rate in rates_by_k.items():
+        wins = round(8 * rate)
+        out[k] = [[1] * per_set] * (wins * copies) + [[0] * per_set] * ((8 - wins) * copies)
+    return out
+
+
+def test_bootstrap_kmax_contains_the_point_estimate_and_narrows_with_more_sets():
+    from empirical.evaluation.kmax import bootstrap_kmax, kmax
+
+    rates = {1: 0.875, 2: 0.75, 3: 0.625, 4: 0.375, 5: 0.25}
+    assert kmax(rates) == 3
+    widths = []
+    for copies in (1, 4, 16):
+        low, high = bootstrap_kmax(_sets(rates, copies), seed=0)
+        assert low <= 3 <= high
+        widths.append(high - low)
+    assert widths[0] > widths[-1] and widths == sorted(widths, reverse=True)
+    assert bootstrap_kmax(_sets(rates, 1), seed=5) == bootstrap_kmax(_sets(rates, 1), seed=5)
+    # certain outcomes: no spread at all
+    assert bootstrap_kmax(_sets({1: 1.0, 2: 1.0, 3: 0.0}, 1)) == [2, 2]
+
+
+def test_set_groups_from_identical_locations_or_a_given_size():
+    from empirical.evaluation.kmax import set_groups
+
+    a, b = [[0.1, 0.2]], [[0.5, 0.5]]
+    requested = np.array([a, a, b, b, b])
+    assert [g.tolist() for g in set_groups(requested)] == [[0, 1], [2, 3, 4]]
+    assert [g.tolist() for g in set_groups(requested[:4], 2)] == [[0, 1], [2, 3]]
+    assert len(set_groups(np.zeros((3, 0, 2)))) == 3       # K = 0: every sample its own set
+    with pytest.raises(ValueError, match="does not divide"):
+        set_groups(requested, 2)
+
+
+def test_evaluate_kmax_carries_intervals_and_keeps_its_fields(monkeypatch):
+    import json
+
+    import empirical.detection.detector as det
+    rng = np.random.default_rng(3)
+    # 4 sets x 2 samples per K; at K = 2 the samples of the first 3 sets succeed, at K = 1 all do
+    requested = {k: np.repeat(rng.uniform(-0.8, 0.8, (4, k, 2)), 2, axis=0) for k in (1, 2)}
+    images = {k: np.zeros((8, 8, 8, 3), np.uint8) + k for k in (1, 2)}
+    monkeypatch.setattr(det, "detect_objects", lambda detector, imgs: [
+        requested[int(imgs[0, 0, 0, 0])][i] if (imgs[0, 0, 0, 0] == 1 or i < 6) else np.zeros((0, 2))
+        for i in range(len(imgs))])
+    result = evaluate_kmax(images, requested, detector=None)
+    assert result["per_k"] == {1: 1.0, 2: 0.75} and result["kmax"] == 2
+    assert {"counts", "kmax_requested_found", "tolerance", "threshold"} <= set(result)
+    from empirical.evaluation.kmax import wilson_interval
+    assert result["per_k_wilson95"][2] == wilson_interval(6, 8)
+    assert result["counts"][2]["success_wilson95"] == wilson_interval(6, 8)
+    assert result["counts"][2]["requested_found_wilson95"] == wilson_interval(6, 8)
+    assert result["counts"][1]["sets"] == 4 and result["counts"][1]["n"] == 8
+    low, high = result["kmax_bootstrap95"]
+    assert low <= 2 <= high and low >= 1
+    assert result["bootstrap"]["unit"] == "location set" and result["bootstrap"]["resamples"] == 1000
+    json.dumps(result)          # goes into kmax.json as it is
+    again = evaluate_kmax(images, requested, detector=None, samples_per_set=2)
+    assert again["kmax_bootstrap95"] == result["kmax_bootstrap95"]
+
+
+def test_per_k_figure_draws_the_intervals():
+    from empirical.evaluation.table import plot_per_k
+
+    counts = {"0": {"requested_found": 1.0, "location_found_rate": None, "success_wilson95": [0.8, 1.0],
+                    "requested_found_wilson95": [0.8, 1.0]},
+              "1": {"requested_found": 1.0, "location_found_rate": 0.5, "success_wilson95": [0.3, 0.7],
+                    "requested_found_wilson95": [0.8, 1.0]}}
+    evaluation = {"per_k": {"0": 1.0, "1": 0.5}, "threshold": 0.5, "kmax": 1, "kmax_bootstrap95": [0, 1],
+                  "counts": counts}
+    figure = plot_per_k([{"experiment": "exp2l", "training_objects": "1-3", "kmax": 1,
+                          "evaluation": evaluation}])
+    bands = figure.axes[0].collections
+    assert len(bands) == 1 and len(figure.axes[1].collections) == 1
+    low_edge = bands[0].get_paths()[0].vertices[:, 1]
+    assert np.isclose(low_edge.min(), 0.3) and np.isclose(low_edge.max(), 1.0)
+    assert "Kmax 1 [0, 1]" in figure.axes[0].lines[0].get_label()

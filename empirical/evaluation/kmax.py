@@ -8,6 +8,14 @@ radius in the CLEVR view).
 ``kmax`` is the largest K whose success rate is >= ``threshold`` (default 0.5) with every
 smaller tested K also passing. ``kmax_of_denoiser`` runs the whole criterion (location sets,
 sampling, detection) for any denoiser ``D(x, sigma, cond, mask)`` (docs/api.md).
+
+Statistics (issue 11 item 3). Every per-K rate (strict success, every requested object found)
+carries a Wilson score 95% interval (:func:`wilson_interval`; it stays inside [0, 1] and is not
+degenerate at rates 0 or 1, unlike the normal approximation, which matters at 16-32 samples per
+K). Kmax carries a percentile bootstrap 95% interval over *location sets* (:func:`bootstrap_kmax`):
+the samples of one set share its locations, so a set, not a sample, is the unit drawn; each K's
+sets are resampled with replacement (seeded), Kmax is recomputed, and the 2.5% and 97.5%
+quantiles of the resampled Kmax are reported.
 """
 
 from __future__ import annotations
@@ -17,6 +25,8 @@ import numpy as np
 from empirical.detection.matching import DEFAULT_TOLERANCE, match_locations, sample_succeeds
 
 DEFAULT_THRESHOLD = 0.5
+WILSON_Z = 1.959963984540054    # the 97.5% normal quantile: two-sided 95% intervals
+BOOTSTRAP_RESAMPLES = 1000
 
 
 def kmax(success_by_k: dict[int, float], threshold: float = DEFAULT_THRESHOLD) -> int:
@@ -30,10 +40,70 @@ def kmax(success_by_k: dict[int, float], threshold: float = DEFAULT_THRESHOLD) -
     return best
 
 
+def wilson_interval(successes: int, n: int, z: float = WILSON_Z) -> list[float]:
+    """Wilson score interval ``[low, high]`` of a binomial rate ``successes / n`` (95% for the
+    default ``z``): ``(p + z^2/2n -+ z sqrt(p (1 - p) / n + z^2 / 4n^2)) / (1 + z^2 / n)``;
+    ``[0, 1]`` when ``n = 0``."""
+    if n == 0:
+        return [0.0, 1.0]
+    p = successes / n
+    centre = p + z * z / (2 * n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    scale = 1 + z * z / n
+    return [float(max(0.0, (centre - half) / scale)), float(min(1.0, (centre + half) / scale))]
+
+
+def set_groups(requested: np.ndarray, samples_per_set: int | None = None) -> list[np.ndarray]:
+    """Sample indices of each location set: consecutive blocks of ``samples_per_set`` (set-major
+    order, as :func:`empirical.models.sampling.sample_for_sets` writes them); when None, runs of
+    consecutive samples with identical requested locations (every sample its own set at K = 0,
+    where there are no locations to tell sets apart)."""
+    requested = np.asarray(requested, dtype=np.float64)
+    n = len(requested)
+    if samples_per_set is not None:
+        if samples_per_set < 1 or n % samples_per_set:
+            raise ValueError(f"samples_per_set {samples_per_set} does not divide the {n} samples")
+        return [np.arange(i, i + samples_per_set) for i in range(0, n, samples_per_set)]
+    flat = requested.reshape(n, -1)
+    if flat.shape[1] == 0:
+        return [np.array([i]) for i in range(n)]
+    starts = [0] + [i for i in range(1, n) if not np.array_equal(flat[i], flat[i - 1])]
+    return [np.arange(a, b) for a, b in zip(starts, starts[1:] + [n])]
+
+
+def bootstrap_kmax(success_by_k: dict[int, list], threshold: float = DEFAULT_THRESHOLD,
+                   resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0,
+                   level: float = 0.95) -> list[int]:
+    """Percentile bootstrap interval ``[low, high]`` of Kmax over location sets.
+
+    ``success_by_k[K]``: one entry per location set, each the sequence of its samples' 0/1
+    outcomes. Every resample draws, for every K independently, as many sets as it has, with
+    replacement (``numpy.random.default_rng(seed)``), and takes :func:`kmax` of the pooled rates;
+    the interval is the ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles of the resampled
+    Kmax (values that occur, ``inverted_cdf``)."""
+    rng = np.random.default_rng(seed)
+    ks = sorted(k for k in success_by_k if k >= 1 and len(success_by_k[k]))
+    if not ks:
+        return [0, 0]
+    best = np.zeros(resamples, dtype=np.int64)
+    alive = np.ones(resamples, dtype=bool)
+    for k in ks:
+        sums = np.array([np.sum(s) for s in success_by_k[k]], dtype=np.float64)
+        sizes = np.array([len(s) for s in success_by_k[k]], dtype=np.float64)
+        draw = rng.integers(0, len(sums), size=(resamples, len(sums)))
+        rates = sums[draw].sum(1) / np.maximum(sizes[draw].sum(1), 1)
+        alive &= rates >= threshold
+        best = np.where(alive, k, best)
+    tail = (1 - level) / 2
+    return [int(np.quantile(best, tail, method="inverted_cdf")),
+            int(np.quantile(best, 1 - tail, method="inverted_cdf"))]
+
+
 def evaluate_kmax(samples_by_k: dict[int, np.ndarray], requested_by_k: dict[int, np.ndarray],
                   detector, tolerance: float = DEFAULT_TOLERANCE,
-                  threshold: float = DEFAULT_THRESHOLD) -> dict:
-    """Per-K success rates and Kmax.
+                  threshold: float = DEFAULT_THRESHOLD, samples_per_set: int | None = None,
+                  resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> dict:
+    """Per-K success rates and Kmax, with intervals.
 
     samples_by_k[K]: uint8 images [S, H, W, 3] generated for K requested locations;
     requested_by_k[K]: float [S, K, 2] those locations. ``detector`` is passed to
@@ -45,10 +115,17 @@ def evaluate_kmax(samples_by_k: dict[int, np.ndarray], requested_by_k: dict[int,
     matched. It separates a model whose every object is placed with the same reliability p at
     any K (flat in K; "every object found" then falls like p^K) from one that stops drawing
     requested objects beyond some K (falls with K).
+
+    Intervals (module docstring): ``per_k_wilson95`` ``{K: [low, high]}``, and per K in
+    ``counts`` ``success_wilson95``, ``requested_found_wilson95`` and ``sets``;
+    ``kmax_bootstrap95`` and ``kmax_requested_found_bootstrap95`` ``[low, high]`` over location
+    sets (``set_groups(requested, samples_per_set)``: by default runs of identical requested
+    locations), ``resamples`` resamples seeded by ``seed``, recorded in ``bootstrap``.
     """
     from empirical.detection.detector import detect_objects
 
     per_k, counts = {}, {}
+    per_k_interval, ok_by_set, found_by_set = {}, {}, {}
     for k in sorted(samples_by_k):
         images = np.asarray(samples_by_k[k])
         requested = np.asarray(requested_by_k[k], dtype=np.float64).reshape(len(images), k, 2)
@@ -65,10 +142,22 @@ def evaluate_kmax(samples_by_k: dict[int, np.ndarray], requested_by_k: dict[int,
                           if k and matched else None,
                           "mean_detections": float(np.mean([len(d) for d in detections]))
                           if len(detections) else 0.0}
+        groups = set_groups(requested, samples_per_set)
+        ok_by_set[int(k)] = [[ok[i] for i in g] for g in groups]
+        found_by_set[int(k)] = [[found[i] for i in g] for g in groups]
+        per_k_interval[int(k)] = wilson_interval(int(np.sum(ok)), len(ok))
+        counts[int(k)].update(success_wilson95=per_k_interval[int(k)],
+                              requested_found_wilson95=wilson_interval(int(np.sum(found)), len(found)),
+                              sets=len(groups))
     found_by_k = {k: c["requested_found"] for k, c in counts.items()}
     return {"per_k": per_k, "kmax": kmax(per_k, threshold), "counts": counts,
             "kmax_requested_found": kmax(found_by_k, threshold),
-            "tolerance": tolerance, "threshold": threshold}
+            "tolerance": tolerance, "threshold": threshold,
+            "per_k_wilson95": per_k_interval,
+            "kmax_bootstrap95": bootstrap_kmax(ok_by_set, threshold, resamples, seed),
+            "kmax_requested_found_bootstrap95": bootstrap_kmax(found_by_set, threshold, resamples, seed),
+            "bootstrap": {"unit": "location set", "resamples": resamples, "seed": seed, "level": 0.95,
+                          "samples_per_set": samples_per_set}}
 
 
 # -- the whole criterion for any denoiser (the public entry point, docs/api.md) -------------------
@@ -123,7 +212,8 @@ def kmax_of_denoiser(denoiser, dataset, detector, max_k: int = 12, num_sets: int
         samples_by_k[k] = to_uint8(images)
         requested_by_k[k] = np.stack([s.numpy() for s in sets for _ in range(samples_per_set)]
                                      ).reshape(len(sets) * samples_per_set, k, 2)
-    result = evaluate_kmax(samples_by_k, requested_by_k, detector, tolerance, threshold)
+    result = evaluate_kmax(samples_by_k, requested_by_k, detector, tolerance, threshold,
+                           samples_per_set=samples_per_set, seed=seed)
     result.update(max_k=max_k, num_sets=num_sets, samples_per_set=samples_per_set,
                   sampler_steps=sampler_steps, seed=seed, resolution=resolution)
     if keep_samples:

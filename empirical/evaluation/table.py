@@ -95,7 +95,11 @@ def to_markdown(table: dict) -> str:
 def plot_per_k(entries: list[dict]):
     """Figure: per-K strict success, 'every requested object found' rate and the share of
     requested locations found, one line per run (entries whose ``kmax.json`` holds the
-    evaluation); None when no entry has one."""
+    evaluation); None when no entry has one. Where the evaluation carries them, the two rates
+    are drawn with their Wilson 95% bands and the legend gives Kmax with its bootstrap 95%
+    interval over location sets."""
+    import numpy as np
+
     from numerics.experiments.common import matplotlib_headless
 
     runs = [e for e in entries if "evaluation" in e]
@@ -113,6 +117,9 @@ def plot_per_k(entries: list[dict]):
         ev = e["evaluation"]
         ks = sorted(int(k) for k in ev["per_k"])
         label = f"{COLUMN_TITLES.get(e['experiment'], e['experiment'])} ({e['training_objects']})"
+        if ev.get("kmax_bootstrap95") is not None and "kmax" in ev:
+            low, high = ev["kmax_bootstrap95"]
+            label += f", Kmax {ev['kmax']} [{low}, {high}]"
         line, marker = styles[str(e["training_objects"])]
         style = dict(color=colours[e["experiment"]], linestyle=line, marker=marker, label=label)
         axes[0].plot(ks, [ev["per_k"][str(k)] if str(k) in ev["per_k"] else ev["per_k"][k] for k in ks],
@@ -120,6 +127,10 @@ def plot_per_k(entries: list[dict]):
         counts = {int(k): v for k, v in ev["counts"].items()}
         if all("requested_found" in counts[k] for k in ks):
             axes[1].plot(ks, [counts[k]["requested_found"] for k in ks], **style)
+        for ax, key in ((axes[0], "success_wilson95"), (axes[1], "requested_found_wilson95")):
+            if all(counts[k].get(key) is not None for k in ks):  # older kmax.json files have none
+                bands = np.array([counts[k][key] for k in ks], dtype=float)
+                ax.fill_between(ks, bands[:, 0], bands[:, 1], color=style["color"], alpha=0.15, lw=0)
         located = [k for k in ks if counts[k].get("location_found_rate") is not None]
         if located:
             axes[2].plot(located, [counts[k]["location_found_rate"] for k in located], **style)
