@@ -46,6 +46,11 @@ class ConditionalFamily:
     def dim(self) -> int:
         return self.pixels * self.channels
 
+    def __repr__(self) -> str:  # short: Hypothesis prints falsifying examples with it
+        masks = ", ".join(f"{c}:{list(m)}" for c, m in sorted(self.masks.items()))
+        return (f"ConditionalFamily({self.name!r}, pixels={self.pixels}, channels={self.channels}, "
+                f"masks={{{masks}}}, {len(self.models)} sets)")
+
     def mask_coords(self, c: str) -> np.ndarray:
         return pixel_coords(self.masks[c], self.channels)
 

@@ -10,15 +10,24 @@
 
 Sizes are fixed per draw structure (2-3 conditioners, 1-2 pixels each) so jit compilations
 are shared between examples.
+
+Each example compiles and runs JAX code, so Hypothesis' default 200 ms deadline fails spuriously:
+``settings.load_profile(PROFILE)`` (or ``@settings(parent=settings.get_profile(PROFILE))``) uses
+the ``localcomp`` profile registered here: no deadline, 20 examples, no too-slow health check.
+Families print short (``ConditionalFamily.__repr__``), so falsifying examples stay readable.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from numerics import families as F
 from numerics.gmm import isotropic_mixture
+
+PROFILE = "localcomp"
+settings.register_profile(PROFILE, deadline=None, max_examples=20, suppress_health_check=[HealthCheck.too_slow])
 
 PIXEL_KINDS = ("correlated_weights",)
 CONDITIONAL_KINDS = ("conditioner_shift", "background_shift")
