@@ -44,3 +44,18 @@ def test_registry_reports_a_crashing_check_as_failed():
     assert results["fine"].passed
     with pytest.raises(ValueError):
         registry.register("T1", "duplicate", name="fine")(lambda: (True, ""))
+
+
+def test_atomic_writes_are_group_readable(tmp_path):
+    import os
+    import stat
+
+    from localcomp.provenance import write_json_atomic
+
+    old = os.umask(0o022)
+    try:
+        write_json_atomic(tmp_path / "a.json", {"x": 1})
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE((tmp_path / "a.json").stat().st_mode)
+    assert mode & stat.S_IRGRP and mode & stat.S_IROTH and not mode & stat.S_IWOTH, oct(mode)
