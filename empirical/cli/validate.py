@@ -95,7 +95,7 @@ def _validate(args) -> int:
             print(json.dumps({"probe": estimate["probe"]}, default=float))
         return 0
     result = validate(config, out, args.stage, shard)
-    print(f"validate: ran {len(result['ran'])} slice(s), skipped {len(result['skipped'])} finished; "
-          f"{out}/report/report.md" if (out / "report" / "report.md").exists() else
-          f"validate: ran {len(result['ran'])} slice(s), skipped {len(result['skipped'])} finished")
+    report = out / "report" / "report.md"
+    print(f"validate: ran {len(result['ran'])} slice(s), skipped {len(result['skipped'])} finished"
+          + (f"; {report}" if report.exists() else ""))
     return 0

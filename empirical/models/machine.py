@@ -170,7 +170,7 @@ class LocalConditionalMachine:
 
     def _train_patches(self, cell: int) -> torch.Tensor:
         """Training patches of one cell, flattened: ``[N, 3 P^2]`` float64."""
-        if getattr(self, "stored", None) is not None:
+        if self.stored is not None:
             return self.stored[cell]
         s, p, g = self.config.cell, self.config.patch, self.config.grid
         r, c = divmod(cell, g)

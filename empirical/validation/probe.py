@@ -91,8 +91,9 @@ def estimate(config: ValidationConfig, plan) -> dict:
         m = models[piece.fields["experiment"]]
         seconds["train"][piece.name] = m["train_step"] * m["steps"]
     sigmas = len(p.locality_sigmas or DEFAULT_SIGMAS)
+    experiment_of = {t.name: t.fields["experiment"] for t in plan["train"]}
     for piece_k, piece_l in zip(plan["kmax"], plan["locality"]):
-        m = models[plan["train"][[t.name for t in plan["train"]].index(piece_k.name)].fields["experiment"]]
+        m = models[experiment_of[piece_k.name]]
         sampler_steps = p.sampler_steps or m["sampler_steps"]
         batches = math.ceil(p.num_sets * p.samples_per_set / sample_batch)
         seconds["kmax"][piece_k.name] = m["forward"] * (p.max_k + 1) * batches * (2 * sampler_steps - 1)
