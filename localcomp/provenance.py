@@ -68,32 +68,48 @@ def run_metadata(config: Any = None, seed: int | None = None) -> dict:
     }
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS allows (``/proc/self/status``)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def result_file_mode() -> int:
+    """Mode of every file this package writes: what ``open`` would give under the umask
+    (``0o666 & ~umask``: 0o644 under 022, 0o664 under 002), and always group-readable
+    (0o640 under 077), so that results are shared with the group (issue 15 item 3).
+    ``tempfile.mkstemp`` alone would leave 0o600."""
+    return (0o666 & ~current_umask()) | 0o040
+
+
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     """Write to a temporary file in the same directory, fsync, then rename over ``path``.
 
     A reader (or a resumed run) sees either the old file or the complete new one, never a
-    truncated file, even if the process is killed mid-write.
+    truncated file, even if the process is killed mid-write. The file gets
+    :func:`result_file_mode` (group-readable).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, result_file_mode())
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give what open() would (group-readable)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
@@ -115,3 +131,52 @@ def write_run_record(out_dir: str | os.PathLike, config: Any = None, seed: int |
     record = run_metadata(config, seed)
     write_json_atomic(Path(out_dir) / name, record)
     return record
+
+
+def refuse_overwrite(paths, force: bool, flag: str = "--force") -> None:
+    """A :class:`~localcomp.errors.UserError` naming the first of ``paths`` that exists, unless
+    ``force``: commands that write results call it before computing anything, so that a default
+    ``--out`` never replaces committed results silently (issue 15 item 3)."""
+    from localcomp.errors import UserError
+
+    if force:
+        return
+    for path in paths:
+        if Path(path).exists():
+            raise UserError(f"{path} exists; pass {flag} to overwrite it (or choose another output)")
+
+
+def check_writable_file(path: str | os.PathLike, flag: str) -> None:
+    """A UserError naming ``flag`` unless ``path`` can be written as a file: not a directory,
+    and its nearest existing ancestor a directory this process may write into. Checked before
+    a long computation, so that a bad path fails in a second, not after the work."""
+    from localcomp.errors import UserError
+
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{flag}: {path} is a directory, not a file path")
+    _check_writable_parent(path.parent, flag, path)
+
+
+def check_writable_dir(path: str | os.PathLike, flag: str) -> None:
+    """A UserError naming ``flag`` unless ``path`` is (or can be created as) a writable directory."""
+    from localcomp.errors import UserError
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{flag}: {path} exists and is not a directory")
+    _check_writable_parent(path, flag, path)
+
+
+def _check_writable_parent(directory: Path, flag: str, target: Path) -> None:
+    from localcomp.errors import UserError
+
+    ancestor = directory if str(directory) else Path(".")
+    while not ancestor.exists():
+        if ancestor.parent == ancestor:
+            break
+        ancestor = ancestor.parent
+    if ancestor.exists() and not ancestor.is_dir():
+        raise UserError(f"{flag}: cannot write {target}: {ancestor} is a file, not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise UserError(f"{flag}: cannot write {target}: no write permission in {ancestor}")

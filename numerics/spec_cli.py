@@ -34,16 +34,20 @@ def add_locality_command(toy_subparsers) -> None:
     p.add_argument("--json", type=Path, default=None, help="write the full result JSON here")
     p.add_argument("--points", type=int, default=64, help="points drawn per sigma and set (default 64)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --json file")
     p.set_defaults(func=run_locality)
 
 
 def run_locality(args) -> int:
-    from localcomp.provenance import write_json_atomic
+    from localcomp.provenance import check_writable_file, refuse_overwrite, write_json_atomic
     from numerics.locality import classify
     from numerics.spec import load_spec
 
     if args.points < 2:
         raise UserError(f"--points: must be >= 2, got {args.points}")
+    if args.json is not None:  # before the computation, not after it
+        check_writable_file(args.json, "--json")
+        refuse_overwrite([args.json], getattr(args, "force", False))
     family = load_spec(args.spec)  # raises UserError before anything is written
     result = classify(family, sigmas=args.sigmas, seed=args.seed, n_points=args.points,
                       progress=True)

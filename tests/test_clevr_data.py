@@ -194,3 +194,63 @@ def test_render_command_through_the_cli_parser(tmp_path, capsys):
     with pytest.raises(UserError, match="--workers"):
         bad.func(bad)
     assert not (tmp_path / "e").exists()
+
+
+# -- resume checks every kept shard against the manifest (issue 16 item 6) ------------------------
+
+def test_resume_rerenders_a_decodable_shard_whose_sha256_differs_from_the_manifest(one_shot, tmp_path,
+                                                                                   capsys):
+    import shutil
+    copy = tmp_path / "copy"
+    shutil.copytree(one_shot, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    (copy / "manifest.json").write_text(json.dumps({**manifest, "complete": False}))
+    # a readable shard with the right image count but other bytes (another shard's content)
+    (copy / shard_name(1)).write_bytes((copy / shard_name(0)).read_bytes())
+    build_dataset(_config(), copy, workers=1, progress=False)
+    assert shard_name(1) in capsys.readouterr().err  # the warning names the shard
+    assert _files(copy) == _files(one_shot)
+    load_dataset(copy)
+
+
+def test_a_killed_render_lists_its_finished_shards_in_the_manifest(tmp_path, monkeypatch):
+    import empirical.clevr.dataset as dataset_module
+    original = dataset_module.render_shard
+
+    def render_then_die(config, shard, out):
+        if shard == 1:
+            raise KeyboardInterrupt  # killed while rendering the second shard
+        return original(config, shard, out)
+
+    monkeypatch.setattr(dataset_module, "render_shard", render_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        build_dataset(_config(), tmp_path, workers=1, progress=False)
+    listed = json.loads((tmp_path / "manifest.json").read_text())["shards"]
+    assert [e["file"] for e in listed] == [shard_name(0)]
+    rendered = []
+    monkeypatch.setattr(dataset_module, "render_shard",
+                        lambda config, shard, out: rendered.append(shard) or original(config, shard, out))
+    assert build_dataset(_config(), tmp_path, workers=1, progress=False)["complete"]
+    assert rendered == [1, 2]
+
+
+def test_render_out_at_a_file_or_unwritable_path_exits_2_with_one_line(tmp_path, capsys):
+    from localcomp.cli import main
+    target = tmp_path / "a_file"
+    target.write_text("x")
+    for out in (target, target / "under"):
+        assert main(["clevr", "render", "--preset", "clevr1", "--out", str(out), "--num-images", "2",
+                     "--resolution", "16", "--spp", "1", "--workers", "1"]) == 2
+        err = capsys.readouterr().err
+        assert "--out" in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert target.read_text() == "x"
+
+
+@pytest.mark.parametrize("spec", ["synthetic:5-2", "synthetic:-1-2", "synthetic:x"])
+def test_a_bad_synthetic_range_exits_2_with_one_line(tmp_path, capsys, spec):
+    from localcomp.cli import main
+    assert main(["clevr", "train", "--experiment", "exp2", "--preset", "tiny", "--data", spec,
+                 "--out", str(tmp_path / "run"), "--steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "--data" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()

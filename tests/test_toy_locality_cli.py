@@ -69,3 +69,30 @@ def test_missing_null_model(tmp_path, capsys, cpc):
     path.write_text(json.dumps(spec))
     assert main(["toy", "locality", str(path)]) == 2
     assert "models" in capsys.readouterr().err
+
+
+def test_unwritable_json_is_refused_before_the_computation(tmp_path, capsys, cpc, monkeypatch):
+    import numerics.locality
+    spec = tmp_path / "cpc.json"
+    spec.write_text(json.dumps(family_to_spec(cpc)))
+    monkeypatch.setattr(numerics.locality, "classify",
+                        lambda *a, **k: pytest.fail("computed before checking --json"))
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    for bad in (blocker / "out.json", tmp_path):  # under a file; a directory
+        assert main(["toy", "locality", str(spec), "--json", str(bad)]) == 2
+        err = capsys.readouterr().err
+        assert "--json" in err and len(err.strip().splitlines()) == 1
+
+
+def test_existing_json_needs_force(tmp_path, capsys, cpc):
+    spec = tmp_path / "cpc.json"
+    spec.write_text(json.dumps(family_to_spec(cpc)))
+    out = tmp_path / "old.json"
+    out.write_text("{}")
+    assert main(["toy", "locality", str(spec), "--json", str(out), "--points", "4", "--sigmas", "1"]) == 2
+    err = capsys.readouterr().err
+    assert str(out) in err and "--force" in err and out.read_text() == "{}"
+    assert main(["toy", "locality", str(spec), "--json", str(out), "--points", "4", "--sigmas", "1",
+                 "--force"]) == 0
+    assert "per_sigma" in json.loads(out.read_text())

@@ -13,8 +13,13 @@ Layout of a dataset directory::
 Image ``i`` lives in shard ``i // shard_size``. Every image is a pure function of
 ``(seed, i)`` and the preset (its generator is seeded by ``SeedSequence([seed, i])``), so the
 same seed gives the same bytes whatever the worker count or the order shards finish in.
-Shards are written atomically; a resumed run skips every shard already on disk and readable,
-so a killed run loses at most the shards in flight and renders nothing twice that it kept.
+Shards are written atomically and the manifest lists each one (with its SHA-256) as soon as it
+is written. A resumed run keeps a shard on disk only when its bytes match the SHA-256 its
+manifest lists; a shard whose bytes differ (damaged, or replaced by hand) is rendered again
+(rendering is deterministic, so the dataset ends up with the right bytes) and a warning names
+it; a shard on disk that the manifest does not list (a kill between the shard's write and the
+manifest's) cannot be verified and is rendered again. So a killed run loses at most the shards
+in flight and renders nothing twice that it kept.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import hashlib
 import io
 import json
 import os
+import sys
 import zipfile
 from dataclasses import dataclass, asdict
 from pathlib import Path
@@ -31,7 +37,8 @@ import numpy as np
 
 from empirical.clevr.presets import CONDITIONING_MODES, DataPreset
 from localcomp.errors import UserError
-from localcomp.provenance import write_bytes_atomic, write_json_atomic, write_run_record
+from localcomp.provenance import (check_writable_dir, write_bytes_atomic, write_json_atomic,
+                                  write_run_record)
 
 MANIFEST = "manifest.json"
 METADATA = "metadata.jsonl"
@@ -182,19 +189,29 @@ def _render_shard_job(job: tuple[BuildConfig, int, str]) -> tuple[int, dict]:
     return shard, render_shard(config, shard, out_dir)
 
 
-def _existing_shard_entry(config: BuildConfig, out_dir: Path, shard: int) -> dict | None:
-    """The manifest entry of a complete shard already on disk, or None if it must be rendered."""
+def _existing_shard_entry(config: BuildConfig, out_dir: Path, shard: int,
+                          listed: dict | None) -> dict | None:
+    """The manifest entry of a shard already on disk whose bytes match ``listed`` (its entry in
+    the manifest left by the earlier run), or None if it must be rendered (absent, unlisted,
+    SHA-256 or count mismatch, undecodable)."""
     path = out_dir / shard_name(shard)
     if not path.exists():
         return None
+    if listed is None:
+        return None  # not in the manifest: written by a run killed before it could list it
     data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != listed.get("sha256") or listed.get("count") != len(config.shard_indices(shard)):
+        print(f"warning: {path}: SHA-256 differs from {MANIFEST} (damaged or replaced shard); "
+              f"rendering it again", file=sys.stderr)
+        return None
     try:
         images, _, _ = decode_shard(data, path.name)
     except DatasetError:
         return None
     if len(images) != len(config.shard_indices(shard)):
         return None
-    return {"file": path.name, "sha256": hashlib.sha256(data).hexdigest(), "count": len(images)}
+    return {"file": path.name, "sha256": digest, "count": len(images)}
 
 
 def manifest_header(config: BuildConfig) -> dict:
@@ -212,10 +229,17 @@ def build_dataset(config: BuildConfig, out_dir: str | os.PathLike, workers: int 
 
     config.validate()
     out = Path(out_dir)
+    check_writable_dir(out, "--out")  # a file, or a path under one, or no permission: exit 2
     header = manifest_header(config)
     manifest_path = out / MANIFEST
+    listed: dict[str, dict] = {}
     if manifest_path.exists():
-        old = json.loads(manifest_path.read_text())
+        try:
+            old = json.loads(manifest_path.read_text())
+        except json.JSONDecodeError as error:
+            raise DatasetError(f"{manifest_path}: corrupted manifest ({error}); choose another "
+                               f"directory") from error
+        listed = {e.get("file"): e for e in old.get("shards", []) if isinstance(e, dict)}
         differing = [k for k in header if old.get(k) != header[k]]
         if differing:
             raise UserError(f"--out: {out} holds a dataset with different settings "
@@ -226,14 +250,19 @@ def build_dataset(config: BuildConfig, out_dir: str | os.PathLike, workers: int 
     entries: dict[int, dict] = {}
     todo = []
     for shard in range(config.num_shards):
-        entry = _existing_shard_entry(config, out, shard)
+        entry = _existing_shard_entry(config, out, shard, listed.get(shard_name(shard)))
         if entry is None:
             todo.append(shard)
         else:
             entries[shard] = entry
     if max_shards is not None:
         todo = todo[:max_shards]
-    write_json_atomic(manifest_path, {**header, "complete": False, "shards": []})
+
+    def record_progress() -> None:  # the manifest lists every shard on disk, as soon as it is
+        write_json_atomic(manifest_path, {**header, "complete": False,
+                                          "shards": [entries[s] for s in sorted(entries)]})
+
+    record_progress()
     jobs = [(config, shard, str(out)) for shard in todo]
     bar = tqdm(total=config.num_images, initial=sum(e["count"] for e in entries.values()),
                desc=f"render {config.preset}", unit="img", disable=not progress)
@@ -242,11 +271,13 @@ def build_dataset(config: BuildConfig, out_dir: str | os.PathLike, workers: int 
         with mp.get_context("spawn").Pool(min(workers, len(jobs))) as pool:
             for shard, entry in pool.imap_unordered(_render_shard_job, jobs):
                 entries[shard] = entry
+                record_progress()
                 bar.update(entry["count"])
     else:
         for job in jobs:
             shard, entry = _render_shard_job(job)
             entries[shard] = entry
+            record_progress()
             bar.update(entry["count"])
     bar.close()
     complete = len(entries) == config.num_shards

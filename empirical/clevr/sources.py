@@ -17,6 +17,8 @@ def load_data(spec: str, resolution: int, seed: int = 0):
                 lo, hi = (int(t) for t in spec.split(":", 1)[1].split("-"))
             except ValueError:
                 raise UserError(f"--data: {spec!r} is not 'synthetic:MIN-MAX'") from None
+            if not 0 <= lo <= hi:
+                raise UserError(f"--data: {spec!r}: needs 0 <= MIN <= MAX objects, got MIN {lo}, MAX {hi}")
         return BlobDataset(size=1024, resolution=resolution, min_objects=lo, max_objects=hi, seed=seed)
     if not Path(spec).is_dir():
         raise UserError(f"--data: {spec} is not a directory")
