@@ -298,6 +298,11 @@ def test_locality_command(tmp_path):
     assert 0 <= s["conditional_leakage"] <= 1 and s["pixel_effective_radius"] > 0
     for name in ("locality_heatmaps.png", "locality_vs_sigma.png", "run.json"):
         assert (out / name).stat().st_size > 0
+    # measuring again into the same --out needs --force (issue 15 item 3)
+    again = ["clevr", "locality", "--run", str(run), "--data", "synthetic:2-3", "--sigmas", "0.2",
+             "--num-images", "2", "--pixels-per-image", "2", "--out", str(out)]
+    assert main(again) == 2
+    assert main([*again, "--force"]) == 0
 
 
 def test_rendered_mask_footprints_and_pixel_choice():

@@ -132,6 +132,10 @@ def test_kmax_samples_every_k_and_records_the_evaluation(tmp_path, monkeypatch):
     assert report["kmax"] == report["evaluation"]["kmax"] and set(report["evaluation"]["per_k"]) == {"0", "1", "2"}
     assert report["experiment"] == "exp2" and report["training_objects"] == "1-3"
     assert (run / "kmax_grid_k02.png").exists() and (run / "kmax_samples.npz").exists()
+    # sampling again over an existing kmax.json needs --force (issue 15 item 3)
+    with pytest.raises(UserError, match=r"kmax\.json exists; pass --force"):
+        _run(["kmax", "--run", str(run), "--data", "D", "--detector", str(tmp_path / "det.pt"), "--max-k", "2",
+              "--num-sets", "2", "--n", "1", "--sampler-steps", "2", "--training-objects", "1-3"])
     # a copy without the checkpoint (as in results/) is re-detected from its kmax.json
     import shutil
     copy = tmp_path / "copy"

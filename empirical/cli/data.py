@@ -44,6 +44,7 @@ def add_data_commands(clevr_subparsers) -> None:
     e.add_argument("--detector", required=True, help="detector.pt")
     e.add_argument("--data", required=True, nargs="+", help="held-out dataset directories")
     e.add_argument("--json", required=True, help="output JSON path")
+    e.add_argument("--force", action="store_true", help="overwrite an existing --json file")
     e.add_argument("--seed", type=int, default=0)
     e.set_defaults(func=_detector_eval)
 

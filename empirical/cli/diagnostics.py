@@ -43,6 +43,7 @@ def add_diagnostics_commands(clevr_subparsers) -> None:
     p.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="output directory (default RUN_DIR/locality)")
+    p.add_argument("--force", action="store_true", help="overwrite locality.json already in --out")
     p.set_defaults(func=_locality, radii=RADII, mass=EFFECTIVE_MASS)
 
     c = clevr_subparsers.add_parser("correlate", help="locality summaries vs Kmax across runs (Spearman)")
@@ -54,6 +55,7 @@ def add_diagnostics_commands(clevr_subparsers) -> None:
     c.add_argument("--kmax-field", default="kmax", choices=("kmax", "kmax_requested_found"),
                    help="which Kmax of kmax.json: strict (default) or with extra objects allowed")
     c.add_argument("--out", required=True, help="output directory (correlation.json, correlation.png)")
+    c.add_argument("--force", action="store_true", help="overwrite correlation.json already in --out")
     c.set_defaults(func=_correlate)
 
 
@@ -115,13 +117,16 @@ def mask_footprints(data, indices, kmax: int, dilate: int):
 def _locality(args) -> int:
     import torch
 
-    from localcomp.provenance import write_json_atomic, write_run_record
+    from localcomp.provenance import check_writable_dir, refuse_overwrite, write_json_atomic, write_run_record
     from numerics.experiments.common import save_figure
     from empirical.diagnostics.locality import disc_footprints, measure_locality
     from empirical.cli.model import load_training_data
     from empirical.training.train import collate_sets, load_trained
 
     validate_locality_args(args)
+    locality_out = Path(args.out or Path(args.run) / "locality")
+    check_writable_dir(locality_out, "--out")
+    refuse_overwrite([locality_out / "locality.json"], args.force)
     model, config, step = load_trained(args.run, use_ema=not args.raw)
     dataset = load_training_data(args.data, config.resolution, args.seed)
     image, _ = dataset[0]
@@ -246,7 +251,7 @@ def sigma_figure(per_sigma: list[dict], title: str):
 # -- correlate -------------------------------------------------------------------------------------
 
 def _correlate(args) -> int:
-    from localcomp.provenance import write_json_atomic, write_run_record
+    from localcomp.provenance import check_writable_dir, refuse_overwrite, write_json_atomic, write_run_record
     from numerics.experiments.common import save_figure
     from empirical.evaluation.correlation import DEFAULT_METRICS, correlate, load_entries, plot_correlation
 
@@ -256,8 +261,10 @@ def _correlate(args) -> int:
     if unknown:
         raise UserError(f"--metrics: {', '.join(unknown)} not in any entry's summary "
                         f"(known: {', '.join(sorted(entries[0]['summary']))})")
-    correlations = correlate(entries)
     out = Path(args.out)
+    check_writable_dir(out, "--out")
+    refuse_overwrite([out / "correlation.json"], args.force)
+    correlations = correlate(entries)
     save_figure(plot_correlation(entries, metrics, correlations), out / "correlation.png")
     write_json_atomic(out / "correlation.json", {"entries": entries, "spearman": correlations,
                                                  "plotted": metrics})

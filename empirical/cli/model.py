@@ -49,6 +49,7 @@ def add_model_commands(clevr_subparsers) -> None:
     s.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", default=None, help="output directory (default: RUN_DIR/samples)")
+    s.add_argument("--force", action="store_true", help="overwrite samples.npz already in --out")
     s.set_defaults(func=_sample)
 
     k = clevr_subparsers.add_parser("kmax", help="per-K success rates (K = 0..12) and Kmax of a run")
@@ -68,12 +69,16 @@ def add_model_commands(clevr_subparsers) -> None:
                    help="re-detect the samples in OUT/kmax_samples.npz (same checkpoint step, sets and "
                         "samples per set) instead of sampling again, e.g. with a newer detector; "
                         "without a checkpoint in RUN_DIR (a run copied to results/) the step, "
-                        "experiment, sampler steps and row come from OUT/kmax.json")
+                        "experiment, sampler steps and row come from OUT/kmax.json; it rewrites "
+                        "OUT/kmax.json and the grids in place (no --force needed)")
+    k.add_argument("--force", action="store_true",
+                   help="overwrite an existing OUT/kmax.json (and its samples) by sampling again")
     k.set_defaults(func=_kmax)
 
     tb = clevr_subparsers.add_parser("table", help="Table 1 (Markdown + JSON) from kmax.json files")
     tb.add_argument("--runs", required=True, nargs="+", help="run directories or kmax.json files")
     tb.add_argument("--out", required=True, help="output directory (table1.md, table1.json)")
+    tb.add_argument("--force", action="store_true", help="overwrite table1.json / table1.md in --out")
     tb.set_defaults(func=_table)
 
 
@@ -107,7 +112,7 @@ def location_sets_by_k(dataset, ks, num_sets: int) -> dict[int, list]:
 def _sample(args) -> int:
     import numpy as np
 
-    from localcomp.provenance import write_bytes_atomic, write_run_record
+    from localcomp.provenance import check_writable_dir, refuse_overwrite, write_bytes_atomic, write_run_record
     from empirical.models.sampling import image_grid, parse_locations, sample_for_sets, to_uint8, write_png
     from empirical.training.train import load_trained
 
@@ -123,6 +128,8 @@ def _sample(args) -> int:
     model, config, step = load_trained(args.run, use_ema=not args.raw)
     steps = args.sampler_steps or config.schedule.sampler_steps
     out = Path(args.out or Path(args.run) / "samples")
+    check_writable_dir(out, "--out")
+    refuse_overwrite([out / "samples.npz"], args.force)
     images = sample_for_sets(model, sets, config.resolution, args.n, steps, args.seed, progress=True)
     pixels = to_uint8(images)
     kmax = max(s.shape[0] for s in sets)
@@ -199,7 +206,8 @@ def _kmax(args) -> int:
     """Sample every K = 0..max_k for location sets from ``--data``, then ``empirical.evaluation.kmax.evaluate_kmax``."""
     import numpy as np
 
-    from localcomp.provenance import write_bytes_atomic, write_json_atomic, write_run_record
+    from localcomp.provenance import (check_writable_dir, refuse_overwrite, write_bytes_atomic,
+                                      write_json_atomic, write_run_record)
     from empirical.clevr.dataset import ClevrDataset
     from empirical.detection.detector import load_detector
     from empirical.evaluation.kmax import evaluate_kmax
@@ -212,6 +220,9 @@ def _kmax(args) -> int:
         raise UserError("--max-k must be >= 0, --num-sets and --n >= 1")
     out = Path(args.out or args.run)
     samples_path = out / "kmax_samples.npz"
+    check_writable_dir(out, "--out")
+    if not args.reuse_samples:  # re-detecting kept samples rewrites kmax.json in place, by design
+        refuse_overwrite([out / "kmax.json"], args.force)
     if args.reuse_samples and not has_model(args.run):
         previous = previous_kmax_record(out)
         experiment, step = previous["experiment"], int(previous["checkpoint_step"])
@@ -263,13 +274,16 @@ def _kmax(args) -> int:
 
 
 def _table(args) -> int:
-    from localcomp.provenance import write_bytes_atomic, write_json_atomic, write_run_record
+    from localcomp.provenance import (check_writable_dir, refuse_overwrite, write_bytes_atomic,
+                                      write_json_atomic, write_run_record)
     from empirical.evaluation.table import assemble, load_entries, plot_per_k, to_markdown
     from numerics.experiments.common import save_figure
 
     entries = load_entries(args.runs)
     table = assemble(entries)
     out = Path(args.out)
+    check_writable_dir(out, "--out")
+    refuse_overwrite([out / "table1.json", out / "table1.md"], args.force)
     write_json_atomic(out / "table1.json", table)
     markdown = to_markdown(table)
     write_bytes_atomic(out / "table1.md", markdown.encode())

@@ -532,10 +532,12 @@ def eval_detector_cli(args) -> int:
 
     from empirical.clevr.dataset import load_dataset
     from localcomp.errors import UserError
-    from localcomp.provenance import write_json_atomic
+    from localcomp.provenance import check_writable_file, refuse_overwrite, write_json_atomic
 
     if not Path(args.detector).exists():
         raise UserError(f"--detector: {args.detector} does not exist")
+    check_writable_file(args.json, "--json")
+    refuse_overwrite([args.json], getattr(args, "force", False))
     torch.set_num_threads(1)
     network = load_detector(args.detector)
     report = {"detector": args.detector, "threshold": float(network.threshold),

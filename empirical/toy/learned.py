@@ -21,7 +21,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from localcomp.errors import UserError
-from numerics.experiments.common import (add_common_arguments, matplotlib_headless,
+from numerics.experiments.common import (add_common_arguments, matplotlib_headless, refuse_existing_results,
                                          require, save_figure)
 
 NAME = "learned"
@@ -264,6 +264,7 @@ def samples_figure(samples: dict, ks=(1, 3, 6, 9, 12)):
 
 def run(args) -> int:
     config = config_from_args(args)  # raises UserError before anything is written
+    refuse_existing_results(args, NAME)  # learned.json / learned.png already there: --force
     import torch
     from tqdm import tqdm
 

@@ -174,7 +174,8 @@ def build_plan(config: ValidationConfig, out: str | Path) -> dict[str, list[Slic
     for row, experiment, seed, name, run_dir in runs:
         argv = ["clevr", "kmax", "--run", str(run_dir), "--data", _data_spec(config, out, None),
                 "--detector", config.detector, "--max-k", str(p.max_k), "--num-sets", str(p.num_sets),
-                "--n", str(p.samples_per_set), "--training-objects", row, "--seed", str(seed)]
+                "--n", str(p.samples_per_set), "--training-objects", row, "--seed", str(seed),
+                "--force"]  # an unfinished slice (killed after writing kmax.json) is run again
         if p.sampler_steps is not None:
             argv += ["--sampler-steps", str(p.sampler_steps)]
         needs = (("train", name),) + ((render_needs["eval"],) if "eval" in render_needs else ())
@@ -183,7 +184,7 @@ def build_plan(config: ValidationConfig, out: str | Path) -> dict[str, list[Slic
             "samples_per_set": p.samples_per_set, "sampler_steps": p.sampler_steps}, needs,
             outputs=(f"{run_dir}/kmax.json",)))
         argv = ["clevr", "locality", "--run", str(run_dir), "--data", _data_spec(config, out, row),
-                "--num-images", str(p.locality_images), "--seed", str(seed)]
+                "--num-images", str(p.locality_images), "--seed", str(seed), "--force"]
         if p.locality_jacobian_images is not None:
             argv += ["--jacobian-images", str(p.locality_jacobian_images)]
         if p.locality_pixels_per_image is not None:

@@ -32,11 +32,11 @@ def training_budget(out: Path, train_piece) -> dict:
 def build_report(config, out: Path, plan) -> Path:
     report = out / "report"
     runs = [_run_dir(p) for p in plan["kmax"]]
-    run_command(["clevr", "table", "--runs", *runs, "--out", str(report / "table")])
+    run_command(["clevr", "table", "--runs", *runs, "--out", str(report / "table"), "--force"])
     correlation = None
     if len(runs) >= 3:  # a rank correlation of fewer points says nothing
         run_command(["clevr", "correlate", "--entries", *[f"{r}/locality" for r in runs],
-                     "--kmax", *[f"{r}/kmax.json" for r in runs], "--out", str(report / "correlation")])
+                     "--kmax", *[f"{r}/kmax.json" for r in runs], "--out", str(report / "correlation"), "--force"])
         correlation = json.loads((report / "correlation" / "correlation.json").read_text())
     lines = [f"# CLEVR validation: preset `{config.preset.name}`", "",
              f"Rows {', '.join(config.rows)}; experiments {', '.join(config.experiments)}; seeds "

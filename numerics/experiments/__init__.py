@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from numerics.experiments.common import DEFAULT_RESULTS
+from numerics.experiments.common import DEFAULT_RESULTS, refuse_existing_results
 
 
 @dataclass(frozen=True)
@@ -42,13 +42,29 @@ def _experiment_parser(experiment: Experiment) -> argparse.ArgumentParser:
     return parser
 
 
+def _guarded(experiment: Experiment) -> Callable:
+    """``experiment.run`` behind the overwrite check (``--force``), made before computing."""
+    name = experiment.name
+
+    def run(args: argparse.Namespace) -> int:
+        refuse_existing_results(args, name)
+        return EXPERIMENTS[name].run(args)
+    return run
+
+
 def run_all(args: argparse.Namespace) -> int:
-    """Run every registered experiment with its defaults, each into ``args.out / name``."""
+    """Run every registered experiment with its defaults, each into ``args.out / name``;
+    without ``--force``, refuses before running any when one of them has results there."""
     out = Path(args.out)
+    force = ["--force"] if getattr(args, "force", False) else []
+    parsed = {name: _experiment_parser(experiment).parse_args(
+        ["--seed", str(args.seed), "--out", str(out / name), *force])
+        for name, experiment in EXPERIMENTS.items()}
+    for name, sub_args in parsed.items():
+        refuse_existing_results(sub_args, name)
     rows = []
     for name, experiment in EXPERIMENTS.items():
-        sub_args = _experiment_parser(experiment).parse_args(
-            ["--seed", str(args.seed), "--out", str(out / name)])
+        sub_args = parsed[name]
         print(f"== toy {name} -> {out / name}", file=sys.stderr, flush=True)
         start = time.perf_counter()
         try:
@@ -72,9 +88,10 @@ def add_experiment_commands(toy_subparsers) -> None:
                                       description=experiment.help)
         if experiment.add_arguments:
             experiment.add_arguments(p)
-        p.set_defaults(func=experiment.run)
+        p.set_defaults(func=_guarded(experiment))
     p = toy_subparsers.add_parser("all", help="run every toy experiment with its defaults")
     p.add_argument("--seed", type=int, default=0, help="seed passed to every experiment")
+    p.add_argument("--force", action="store_true", help="overwrite results already in --out")
     p.add_argument("--out", type=Path, default=DEFAULT_RESULTS,
                    help=f"parent folder, one subfolder per experiment (default {DEFAULT_RESULTS})")
     p.set_defaults(func=run_all)

@@ -1,7 +1,8 @@
 """Shared plumbing for the toy experiments: arguments, output folder, figures, records.
 
-Every experiment takes ``--seed`` and ``--out`` (default ``results/toy/<name>``), validates
-its settings before writing anything, writes ``run.json`` (provenance), one JSON of results
+Every experiment takes ``--seed`` and ``--out`` (default ``results/toy/<name>``), refuses to
+overwrite results already in ``--out`` without ``--force``, validates its settings before
+writing anything, writes ``run.json`` (provenance), one JSON of results
 and one PNG into ``--out``, and prints a short summary.
 """
 
@@ -22,6 +23,20 @@ def add_common_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--out", type=Path, default=DEFAULT_RESULTS / name,
                         help=f"output folder (default {DEFAULT_RESULTS / name})")
+    parser.add_argument("--force", action="store_true",
+                        help=f"overwrite {name}.json / {name}.png already in --out (committed results)")
+
+
+def refuse_existing_results(args: argparse.Namespace, name: str) -> None:
+    """A ``UserError`` naming the file and ``--force`` when ``--out`` already holds this
+    experiment's results (``<name>.json`` or ``<name>.png``): the default ``--out`` is the
+    committed ``results/toy/<name>`` when run from the repository root. Called before the
+    computation."""
+    from localcomp.provenance import check_writable_dir, refuse_overwrite
+
+    out = Path(args.out)
+    check_writable_dir(out, "--out")
+    refuse_overwrite([out / f"{name}.json", out / f"{name}.png"], getattr(args, "force", False))
 
 
 def require(condition: bool, field: str, problem: str) -> None:
