@@ -153,3 +153,42 @@ def test_per_k_figure_draws_the_intervals():
     low_edge = bands[0].get_paths()[0].vertices[:, 1]
     assert np.isclose(low_edge.min(), 0.3) and np.isclose(low_edge.max(), 1.0)
     assert "Kmax 1 [0, 1]" in figure.axes[0].lines[0].get_label()
+
+
+# -- chance baseline of the found share (issue 15 item 2) -----------------------------------------
+
+_SETS = np.array([[[-0.5, -0.5], [0.5, 0.5]], [[-0.5, -0.5], [0.0, 0.6]], [[0.7, -0.7], [0.2, -0.2]]])
+
+
+def test_found_share_chance_rescores_against_another_scenes_locations(monkeypatch):
+    import empirical.detection.detector as det
+    requested = {2: _SETS, 0: np.zeros((3, 0, 2))}
+    images = {k: np.zeros((3, 8, 8, 3), np.uint8) + k for k in requested}
+    # a model that draws exactly what was asked: share 1; against another set (either of the two
+    # derangements of 3 sets) one sample in three finds half its locations by accident: 1/6
+    monkeypatch.setattr(det, "detect_objects", lambda detector, imgs: list(requested[int(imgs[0, 0, 0, 0])]))
+    for seed in range(5):
+        result = evaluate_kmax(images, requested, detector=None, seed=seed)
+        assert result["counts"][2]["location_found_rate"] == 1.0
+        assert result["counts"][2]["found_share_chance"] == pytest.approx(1 / 6)
+        assert result["counts"][0]["found_share_chance"] is None
+    assert result["chance"]["field"] == "found_share_chance"
+    assert result["per_sample"][2] == {"detections": [2, 2, 2], "success": [True, True, True]}
+    # a model that ignores the locations and draws every location of every set: chance = share
+    everything = _SETS.reshape(-1, 2)
+    monkeypatch.setattr(det, "detect_objects", lambda detector, imgs: [everything] * len(imgs))
+    result = evaluate_kmax({2: images[2]}, {2: _SETS}, detector=None)
+    assert result["counts"][2]["location_found_rate"] == result["counts"][2]["found_share_chance"] == 1.0
+    # one location set: no other scene to score against
+    result = evaluate_kmax({2: images[2][:1]}, {2: _SETS[:1]}, detector=None)
+    assert result["counts"][2]["found_share_chance"] is None
+
+
+def test_derangement_has_no_fixed_point_and_is_seeded():
+    from empirical.evaluation.kmax import derangement
+    for n in (2, 3, 8):
+        for seed in range(20):
+            perm = derangement(n, np.random.default_rng(seed))
+            assert sorted(perm) == list(range(n)) and not np.any(perm == np.arange(n))
+            assert np.array_equal(perm, derangement(n, np.random.default_rng(seed)))
+    assert derangement(1, np.random.default_rng(0)) is None

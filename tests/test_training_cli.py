@@ -80,7 +80,8 @@ def test_table_puts_our_kmax_next_to_the_papers(tmp_path):
                  "--out", str(tmp_path / "t")]) == 0
     table = json.loads((tmp_path / "t" / "table1.json").read_text())
     assert table["rows"]["1-3"]["exp2l"] == {"ours": 7, "ours_requested_found": None,
-                                             "share_found_beyond_training": None, "paper": 9,
+                                             "share_found_beyond_training": None,
+                                             "share_found_beyond_training_chance": None, "paper": 9,
                                              "source": str(tmp_path / "exp2l" / "kmax.json")}
     assert table["rows"]["1"]["exp2"]["ours"] is None and table["rows"]["1"]["exp2"]["paper"] == 1
     md = (tmp_path / "t" / "table1.md").read_text()
@@ -95,7 +96,18 @@ def test_table_puts_our_kmax_next_to_the_papers(tmp_path):
     assert _run(["table", "--runs", str(tmp_path / "exp2l"), "--out", str(tmp_path / "t2")]) == 0
     cell = json.loads((tmp_path / "t2" / "table1.json").read_text())["rows"]["1-3"]["exp2l"]
     assert cell["share_found_beyond_training"] == pytest.approx(0.7)
-    assert "| 1-3 | · | · | 0.70 | · | · | · | · |" in (tmp_path / "t2" / "table1.md").read_text()
+    # a kmax.json from before the chance baseline: n/a beside the share (issue 15 item 2)
+    assert cell["share_found_beyond_training_chance"] is None
+    assert "| 1-3 | · | · | 0.70 (chance n/a) | · | · | · | · |" in (tmp_path / "t2" / "table1.md").read_text()
+    for k, chance in (("2", 0.5), ("3", 0.4), ("4", 0.3), ("5", 0.1)):
+        counts[k]["found_share_chance"] = chance
+    (tmp_path / "exp2l" / "kmax.json").write_text(json.dumps(
+        {"experiment": "exp2l", "training_objects": "1-3", "kmax": 7,
+         "evaluation": {"counts": counts, "per_k": {k: 0.5 for k in counts}}}))
+    assert _run(["table", "--runs", str(tmp_path / "exp2l"), "--out", str(tmp_path / "t3")]) == 0
+    cell = json.loads((tmp_path / "t3" / "table1.json").read_text())["rows"]["1-3"]["exp2l"]
+    assert cell["share_found_beyond_training_chance"] == pytest.approx(0.2)
+    assert "| 1-3 | · | · | 0.70 (chance 0.20) | · | · | · | · |" in (tmp_path / "t3" / "table1.md").read_text()
     with pytest.raises(UserError, match="second result"):
         _run(["table", "--runs", str(tmp_path / "exp2"), str(tmp_path / "exp2"), "--out", str(tmp_path / "u")])
 

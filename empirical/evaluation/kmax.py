@@ -16,6 +16,16 @@ K). Kmax carries a percentile bootstrap 95% interval over *location sets* (:func
 the samples of one set share its locations, so a set, not a sample, is the unit drawn; each K's
 sets are resampled with replacement (seeded), Kmax is recomputed, and the 2.5% and 97.5%
 quantiles of the resampled Kmax are reported.
+
+Chance baseline of the found share (issue 15 item 2). A model that draws objects anywhere
+still "finds" some requested locations by accident, more so when it draws many objects. So every
+share of requested objects found (``location_found_rate``) carries ``found_share_chance``: the
+same samples, with the same detections, re-scored against *another scene's* location set of the
+same K. The location sets of one K are permuted by a derangement (no set keeps its own;
+:func:`derangement`, seeded by ``(seed, K)``), and every sample of set ``g`` is matched against
+the locations of set ``pi(g)``. The gap ``location_found_rate - found_share_chance`` is what the
+conditioning placed; near zero, the model ignores where it was asked to draw. None at K = 0 and
+where a K has fewer than two location sets.
 """
 
 from __future__ import annotations
@@ -99,6 +109,34 @@ def bootstrap_kmax(success_by_k: dict[int, list], threshold: float = DEFAULT_THR
             int(np.quantile(best, 1 - tail, method="inverted_cdf"))]
 
 
+def derangement(n: int, rng: np.random.Generator) -> np.ndarray | None:
+    """A uniformly drawn permutation of ``range(n)`` without fixed points (rejection sampling,
+    about e draws); None when ``n < 2`` (no derangement exists)."""
+    if n < 2:
+        return None
+    identity = np.arange(n)
+    while True:
+        perm = rng.permutation(n)
+        if not np.any(perm == identity):
+            return perm
+
+
+def found_share_chance(detections: list, requested: np.ndarray, groups: list[np.ndarray],
+                       tolerance: float, rng: np.random.Generator) -> float | None:
+    """Mean share of requested objects found when each sample's ``detections`` are matched
+    against the locations of another location set (set ``g`` -> set ``derangement[g]``); None
+    without K >= 1 locations or with fewer than two sets."""
+    k = requested.shape[1] if requested.ndim == 3 else 0
+    perm = derangement(len(groups), rng)
+    if k == 0 or perm is None:
+        return None
+    shares = []
+    for g, members in enumerate(groups):
+        other = requested[groups[perm[g]][0]]
+        shares.extend(float(match_locations(detections[i], other, tolerance)[0].mean()) for i in members)
+    return float(np.mean(shares))
+
+
 def evaluate_kmax(samples_by_k: dict[int, np.ndarray], requested_by_k: dict[int, np.ndarray],
                   detector, tolerance: float = DEFAULT_TOLERANCE,
                   threshold: float = DEFAULT_THRESHOLD, samples_per_set: int | None = None,
@@ -121,11 +159,16 @@ def evaluate_kmax(samples_by_k: dict[int, np.ndarray], requested_by_k: dict[int,
     ``kmax_bootstrap95`` and ``kmax_requested_found_bootstrap95`` ``[low, high]`` over location
     sets (``set_groups(requested, samples_per_set)``: by default runs of identical requested
     locations), ``resamples`` resamples seeded by ``seed``, recorded in ``bootstrap``.
+
+    Chance baseline (module docstring): ``found_share_chance`` per K in ``counts`` beside
+    ``location_found_rate`` (seeded by ``(seed, K)``), the method in ``chance``; ``per_sample``
+    ``{K: {"detections": [count per sample], "success": [bool per sample]}}`` (the grids of
+    ``clevr kmax`` annotate each sample with them).
     """
     from empirical.detection.detector import detect_objects
 
     per_k, counts = {}, {}
-    per_k_interval, ok_by_set, found_by_set = {}, {}, {}
+    per_k_interval, ok_by_set, found_by_set, per_sample = {}, {}, {}, {}
     for k in sorted(samples_by_k):
         images = np.asarray(samples_by_k[k])
         requested = np.asarray(requested_by_k[k], dtype=np.float64).reshape(len(images), k, 2)
@@ -148,7 +191,12 @@ def evaluate_kmax(samples_by_k: dict[int, np.ndarray], requested_by_k: dict[int,
         per_k_interval[int(k)] = wilson_interval(int(np.sum(ok)), len(ok))
         counts[int(k)].update(success_wilson95=per_k_interval[int(k)],
                               requested_found_wilson95=wilson_interval(int(np.sum(found)), len(found)),
-                              sets=len(groups))
+                              sets=len(groups),
+                              found_share_chance=found_share_chance(
+                                  detections, requested, groups, tolerance,
+                                  np.random.default_rng([seed, int(k)])))
+        per_sample[int(k)] = {"detections": [int(len(d)) for d in detections],
+                              "success": [bool(o) for o in ok]}
     found_by_k = {k: c["requested_found"] for k, c in counts.items()}
     return {"per_k": per_k, "kmax": kmax(per_k, threshold), "counts": counts,
             "kmax_requested_found": kmax(found_by_k, threshold),
@@ -157,7 +205,12 @@ def evaluate_kmax(samples_by_k: dict[int, np.ndarray], requested_by_k: dict[int,
             "kmax_bootstrap95": bootstrap_kmax(ok_by_set, threshold, resamples, seed),
             "kmax_requested_found_bootstrap95": bootstrap_kmax(found_by_set, threshold, resamples, seed),
             "bootstrap": {"unit": "location set", "resamples": resamples, "seed": seed, "level": 0.95,
-                          "samples_per_set": samples_per_set}}
+                          "samples_per_set": samples_per_set},
+            "chance": {"field": "found_share_chance",
+                       "method": "each sample re-scored against another location set of the same K "
+                                 "(a derangement of the sets, numpy default_rng([seed, K]))",
+                       "seed": seed},
+            "per_sample": per_sample}
 
 
 # -- the whole criterion for any denoiser (the public entry point, docs/api.md) -------------------
