@@ -45,8 +45,40 @@ def test_resume_after_kill_is_bit_identical(tmp_path, blobs, experiment):
 
 def test_resume_rejects_a_different_config(tmp_path, blobs):
     train(make_train_config("exp1", "tiny", steps=2, checkpoint_every=2), blobs, tmp_path, progress=False)
-    with pytest.raises(UserError, match="different config"):
+    with pytest.raises(UserError, match=r"different config: .*seed \(0 in the checkpoint, 9 now\)"):
         train(make_train_config("exp1", "tiny", steps=4, seed=9), blobs, tmp_path, progress=False)
+    with pytest.raises(UserError, match=r"different config: schedule\.lr \([^)]* now\); use a new --out"):
+        train(make_train_config("exp1", "tiny", steps=4, checkpoint_every=2, lr=0.5), blobs, tmp_path,
+              progress=False)
+
+
+class _KilledDuringStep(torch.utils.data.Dataset):
+    """The wrapped dataset; raises KeyboardInterrupt (a kill) once ``limit`` items were read."""
+
+    def __init__(self, base, limit):
+        self.base, self.limit, self.reads = base, limit, 0
+
+    def __len__(self):
+        return len(self.base)
+
+    def __getitem__(self, i):
+        self.reads += 1
+        if self.reads > self.limit:
+            raise KeyboardInterrupt
+        return self.base[i]
+
+
+def test_a_killed_run_keeps_its_loss_curve_in_train_json(tmp_path, blobs):
+    import json
+    cfg = make_train_config("exp1", "tiny", steps=10, checkpoint_every=2)
+    with pytest.raises(KeyboardInterrupt):  # killed while reading step 6's batch
+        train(cfg, _KilledDuringStep(blobs, 5 * cfg.schedule.batch_size), tmp_path, progress=False)
+    record = json.loads((tmp_path / "train.json").read_text())
+    assert [h["step"] for h in record["history"]] == [2, 4]
+    assert record["step"] == 4 and record["finished"] is False and record["steps"] == 10
+    train(cfg, blobs, tmp_path, progress=False)
+    record = json.loads((tmp_path / "train.json").read_text())
+    assert [h["step"] for h in record["history"]] == [2, 4, 6, 8, 10] and record["finished"] is True
 
 
 class _PoisonedAfter(torch.utils.data.Dataset):

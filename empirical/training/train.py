@@ -190,7 +190,10 @@ def train(config: TrainConfig, dataset, out_dir, progress: bool = True, stop_aft
     """Train (or resume) into ``out_dir``; returns a summary dict (also written as ``train.json``).
 
     Resumes from ``out_dir/checkpoint.pt`` when present (its config must equal ``config`` up to
-    ``steps``). ``stop_after``: return after that many total steps as if killed (tests, time slices).
+    ``steps``; a difference is a UserError naming the differing fields). ``stop_after``: return
+    after that many total steps as if killed (tests, time slices). ``train.json`` is rewritten at
+    every checkpoint interval (``finished`` false until the last step), so a killed run keeps
+    its loss curve up to its last checkpoint.
     """
     from tqdm import tqdm
 
@@ -209,8 +212,10 @@ def train(config: TrainConfig, dataset, out_dir, progress: bool = True, stop_aft
         state = load_checkpoint(ckpt_path)
         saved = state["config"]
         if replace(saved, schedule=replace(saved.schedule, steps=config.schedule.steps)) != config:
-            raise UserError(f"--out: {ckpt_path} was written with a different config; "
-                            f"use a new --out or the same experiment/preset/seed/batch size")
+            fields = ", ".join(f"{key} ({old!r} in the checkpoint, {new!r} now)"
+                               for key, old, new in config_differences(saved, config))
+            raise UserError(f"--out: {ckpt_path} was written with a different config: {fields}; "
+                            f"use a new --out or the checkpoint's settings")
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
@@ -231,6 +236,13 @@ def train(config: TrainConfig, dataset, out_dir, progress: bool = True, stop_aft
     bar = tqdm(total=config.schedule.steps, initial=step, disable=not progress or rank != 0,
                desc=f"train {config.experiment}", unit="step")
     interval_losses = []
+    parameters = sum(p.numel() for p in model.parameters())
+
+    def summary() -> dict:
+        return {"experiment": config.experiment, "preset": config.preset, "step": step,
+                "steps": config.schedule.steps, "finished": step >= config.schedule.steps,
+                "history": history, "parameters": parameters, "world_size": world, "rank": rank}
+
     model.train()
     while step < end:
         seed = step_seed(config.seed, step, rank)
@@ -273,17 +285,31 @@ def train(config: TrainConfig, dataset, out_dir, progress: bool = True, stop_aft
                     "config": config, "step": step, "model": model.state_dict(), "ema": ema.state_dict(),
                     "optimizer": optimizer.state_dict(), "rng": _rng_states(),
                     "data_order": {"epoch": epoch, "cursor": cursor}, "history": history})
+                write_json_atomic(out_dir / "train.json", summary())  # the loss curve so far
             last_saved = f"step {step} in {ckpt_path}"
             if world > 1:
                 torch.distributed.barrier()
     bar.close()
-    summary = {"experiment": config.experiment, "preset": config.preset, "step": step,
-               "steps": config.schedule.steps, "finished": step >= config.schedule.steps, "history": history,
-               "parameters": sum(p.numel() for p in model.parameters()), "world_size": world,
-               "rank": rank}
+    result = summary()
     if rank == 0:
-        write_json_atomic(out_dir / "train.json", summary)
-    return summary
+        write_json_atomic(out_dir / "train.json", result)
+    return result
+
+
+def config_differences(saved, config, prefix: str = "") -> list[tuple[str, object, object]]:
+    """``[(dotted field, saved value, new value)]`` where two (nested) config dataclasses differ,
+    ``schedule.steps`` excepted (a resumed run may train longer)."""
+    old = asdict(saved) if hasattr(saved, "__dataclass_fields__") else saved
+    new = asdict(config) if hasattr(config, "__dataclass_fields__") else config
+    out = []
+    for key in sorted(set(old) | set(new), key=str):
+        a, b = old.get(key), new.get(key)
+        name = f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_differences(a, b, name + ".")
+        elif a != b and name != "schedule.steps":
+            out.append((name, a, b))
+    return out
 
 
 def has_model(run_dir) -> bool:
