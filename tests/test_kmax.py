@@ -192,3 +192,33 @@ def test_derangement_has_no_fixed_point_and_is_seeded():
             assert sorted(perm) == list(range(n)) and not np.any(perm == np.arange(n))
             assert np.array_equal(perm, derangement(n, np.random.default_rng(seed)))
     assert derangement(1, np.random.default_rng(0)) is None
+
+
+# -- reporting (issue 15 item 5) --------------------------------------------------------------------
+
+def test_per_k_table_lists_n_success_share_and_chance(monkeypatch):
+    import empirical.detection.detector as det
+    from empirical.evaluation.kmax import per_k_table
+    requested = {0: np.zeros((3, 0, 2)), 2: _SETS}
+    images = {k: np.zeros((3, 8, 8, 3), np.uint8) + k for k in requested}
+    monkeypatch.setattr(det, "detect_objects", lambda detector, imgs: list(requested[int(imgs[0, 0, 0, 0])]))
+    lines = per_k_table(evaluate_kmax(images, requested, detector=None)).splitlines()
+    assert lines[0].split() == ["K", "n", "success", "found", "share", "chance"]
+    assert lines[1].split() == ["0", "3", "1.00", "n/a", "n/a"]
+    assert lines[2].split() == ["2", "3", "1.00", "1.00", "0.17"]
+
+
+def test_annotated_grid_borders_pass_green_fail_red_and_writes_the_counts():
+    from empirical.evaluation.kmax import FAIL_COLOUR, PASS_COLOUR, annotated_grid
+    pixels = np.full((2, 16, 16, 3), 128, np.uint8)
+    grid = annotated_grid(pixels, _SETS[:2], 2, [2, 5], [True, False], ncols=2, scale=8)
+    assert grid.shape == (2 + 128 + 2, 2 * (128 + 2) + 2, 3)
+    first, second = grid[2:130, 2:130], grid[2:130, 132:260]
+    assert tuple(first[64, 0]) == PASS_COLOUR and tuple(second[64, 0]) == FAIL_COLOUR
+    assert tuple(first[127, 64]) == PASS_COLOUR and tuple(second[0, 64]) == FAIL_COLOUR
+    corner = first[3:20, 3:40]
+    assert (corner > 200).all(-1).any() and (corner == 0).all(-1).any()   # light text on black
+    # the texts differ ("K2 d2" vs "K2 d5"); without outcomes there is no border
+    assert not np.array_equal(first[3:20, 3:60], second[3:20, 3:60])
+    plain = annotated_grid(pixels, _SETS[:2], 2, None, None, ncols=2, scale=8)
+    assert tuple(plain[2 + 64, 2]) == (128, 128, 128)

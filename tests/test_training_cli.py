@@ -112,7 +112,7 @@ def test_table_puts_our_kmax_next_to_the_papers(tmp_path):
         _run(["table", "--runs", str(tmp_path / "exp2"), str(tmp_path / "exp2"), "--out", str(tmp_path / "u")])
 
 
-def test_kmax_samples_every_k_and_records_the_evaluation(tmp_path, monkeypatch):
+def test_kmax_samples_every_k_and_records_the_evaluation(tmp_path, monkeypatch, capsys):
     """The kmax job end to end with a stand-in dataset (blobs, 0-2 objects) and an untrained detector."""
     import json
 
@@ -136,14 +136,24 @@ def test_kmax_samples_every_k_and_records_the_evaluation(tmp_path, monkeypatch):
     run = tmp_path / "run"
     _run(["train", "--experiment", "exp2", "--preset", "tiny", "--data", "synthetic", "--out", str(run),
           "--steps", "2", "--checkpoint-every", "2"])
+    capsys.readouterr()
     assert _run(["kmax", "--run", str(run), "--data", "D", "--detector", str(tmp_path / "det.pt"), "--max-k", "2",
                  "--num-sets", "2", "--n", "1", "--sampler-steps", "2", "--training-objects", "1-3"]) == 0
+    printed = capsys.readouterr().out.splitlines()   # the per-K table (issue 15 item 5)
+    head = next(i for i, line in enumerate(printed) if line.split()[:3] == ["K", "n", "success"])
+    assert [line.split()[:2] for line in printed[head + 1:head + 4]] == [["0", "2"], ["1", "2"], ["2", "2"]]
     assert calls["ks"] == [0, 1, 2] and calls["shapes"][2] == (2, 16, 16, 3)
     assert calls["requested"][2].shape == (2, 2, 2) and calls["requested"][0].shape == (2, 0, 2)
     report = json.loads((run / "kmax.json").read_text())
     assert report["kmax"] == report["evaluation"]["kmax"] and set(report["evaluation"]["per_k"]) == {"0", "1", "2"}
     assert report["experiment"] == "exp2" and report["training_objects"] == "1-3"
     assert (run / "kmax_grid_k02.png").exists() and (run / "kmax_samples.npz").exists()
+    from PIL import Image   # each tile bordered green (pass) or red (fail), as recorded
+    from empirical.evaluation.kmax import FAIL_COLOUR, PASS_COLOUR
+    grid = np.asarray(Image.open(run / "kmax_grid_k02.png").convert("RGB"))
+    outcomes = report["evaluation"]["per_sample"]["2"]["success"]
+    assert [tuple(grid[2 + 64, 2 + i * 130]) for i in range(2)] == [
+        PASS_COLOUR if ok else FAIL_COLOUR for ok in outcomes]
     # sampling again over an existing kmax.json needs --force (issue 15 item 3)
     with pytest.raises(UserError, match=r"kmax\.json exists; pass --force"):
         _run(["kmax", "--run", str(run), "--data", "D", "--detector", str(tmp_path / "det.pt"), "--max-k", "2",

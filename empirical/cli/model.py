@@ -210,8 +210,8 @@ def _kmax(args) -> int:
                                       write_json_atomic, write_run_record)
     from empirical.clevr.dataset import ClevrDataset
     from empirical.detection.detector import load_detector
-    from empirical.evaluation.kmax import evaluate_kmax
-    from empirical.models.sampling import image_grid, mark_locations, sample_for_sets, to_uint8, write_png
+    from empirical.evaluation.kmax import annotated_grid, evaluate_kmax, per_k_table
+    from empirical.models.sampling import sample_for_sets, to_uint8, write_png
     from empirical.training.train import has_model, load_trained
 
     if not Path(args.detector).exists():  # checked before the (long) sampling
@@ -251,15 +251,16 @@ def _kmax(args) -> int:
             samples_by_k[k_objects], requested_by_k[k_objects] = pixels, requested
             arrays[f"images_k{k_objects}"] = pixels
             arrays[f"locations_k{k_objects}"] = requested
-            marked = np.stack([mark_locations(p, torch_loc) for p, torch_loc in
-                               zip(pixels, [s for s in sets for _ in range(args.n)])])
-            write_png(out / f"kmax_grid_k{k_objects:02d}.png", image_grid(marked, args.n * 4),
-                      scale=max(1, 128 // config.resolution))
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **arrays)
         write_bytes_atomic(samples_path, buffer.getvalue())
     result = evaluate_kmax(samples_by_k, requested_by_k, load_detector(args.detector))
     kmax_value = result["kmax"]
+    for k_objects, pixels in samples_by_k.items():  # each sample: K, detections, pass/fail
+        marks = result.get("per_sample", {}).get(k_objects, {})
+        grid = annotated_grid(pixels, requested_by_k[k_objects], k_objects, marks.get("detections"),
+                              marks.get("success"), args.n * 4, scale=max(1, 128 // pixels.shape[1]))
+        write_png(out / f"kmax_grid_k{k_objects:02d}.png", grid)
     report = {"experiment": experiment, "training_objects": label, "kmax": kmax_value,
               "kmax_requested_found": result["kmax_requested_found"],
               "evaluation": result,
@@ -268,6 +269,7 @@ def _kmax(args) -> int:
               "reused_samples": bool(args.reuse_samples)}
     write_json_atomic(out / "kmax.json", report)
     write_run_record(out, {k: v for k, v in vars(args).items() if k != "func"}, args.seed, name="kmax.run.json")
+    print(per_k_table(result))
     print(f"{experiment} ({label}): Kmax = {kmax_value} (extras allowed: "
           f"{result['kmax_requested_found']}); {out}/kmax.json")
     return 0

@@ -213,6 +213,56 @@ def evaluate_kmax(samples_by_k: dict[int, np.ndarray], requested_by_k: dict[int,
             "per_sample": per_sample}
 
 
+# -- reporting: the per-K table and annotated sample grids ------------------------------------------
+
+PASS_COLOUR, FAIL_COLOUR = (0, 200, 0), (230, 0, 0)
+
+
+def per_k_table(result: dict) -> str:
+    """The per-K lines of an :func:`evaluate_kmax` result: K, samples, strict success rate, share
+    of requested objects found and its chance baseline (``n/a`` where undefined or absent)."""
+    def cell(value, width):
+        return f"{'n/a':>{width}s}" if value is None else f"{value:{width}.2f}"
+
+    lines = [f"{'K':>3s} {'n':>5s} {'success':>8s} {'found share':>12s} {'chance':>7s}"]
+    for k in sorted(result["counts"], key=int):
+        c = result["counts"][k]
+        lines.append(f"{int(k):3d} {c['n']:5d} {cell(result['per_k'][k], 8)} "
+                     f"{cell(c.get('location_found_rate'), 12)} {cell(c.get('found_share_chance'), 7)}")
+    return "\n".join(lines)
+
+
+def annotated_grid(pixels: np.ndarray, requested: np.ndarray, k: int, detections: list[int] | None,
+                   success: list[bool] | None, ncols: int, scale: int = 1) -> np.ndarray:
+    """One grid image of ``pixels [S, H, W, 3]`` uint8 (upscaled by ``scale``): a red dot at each
+    requested location, and per sample a border (green: success, red: fail) and the text
+    ``K<k> d<detections>`` in the top-left corner (no border or count where not given)."""
+    import torch
+    from PIL import Image, ImageDraw
+
+    from empirical.models.sampling import image_grid, mark_locations
+
+    tiles = []
+    for i, image in enumerate(np.asarray(pixels)):
+        tile = mark_locations(image, torch.as_tensor(np.asarray(requested[i]).reshape(-1, 2)))
+        tile = tile.repeat(scale, axis=0).repeat(scale, axis=1)
+        picture = Image.fromarray(np.ascontiguousarray(tile))
+        draw = ImageDraw.Draw(picture)
+        h, w = tile.shape[:2]
+        if success is not None:
+            width = max(1, min(h, w) // 40)
+            draw.rectangle([0, 0, w - 1, h - 1], outline=PASS_COLOUR if success[i] else FAIL_COLOUR,
+                           width=width)
+        text = f"K{k}" + ("" if detections is None else f" d{detections[i]}")
+        if min(h, w) >= 32:
+            x, y = max(2, min(h, w) // 40 + 1), max(2, min(h, w) // 40 + 1)
+            box = draw.textbbox((x, y), text)
+            draw.rectangle([box[0] - 1, box[1] - 1, box[2] + 1, box[3] + 1], fill=(0, 0, 0))
+            draw.text((x, y), text, fill=(255, 255, 255))
+        tiles.append(np.asarray(picture))
+    return image_grid(np.stack(tiles), ncols)
+
+
 # -- the whole criterion for any denoiser (the public entry point, docs/api.md) -------------------
 
 def location_sets_by_k(dataset, ks, num_sets: int) -> dict[int, list]:
