@@ -85,15 +85,11 @@ def validate_locality_args(args) -> None:
 
 def select_images(dataset, num_images: int, min_objects: int) -> list[int]:
     """Indices of the first ``num_images`` items with at least ``min_objects`` conditioners."""
-    chosen = []
-    for i in range(len(dataset)):
-        if dataset[i][1].shape[0] >= min_objects:
-            chosen.append(i)
-            if len(chosen) == num_images:
-                break
-    if not chosen:
-        raise UserError(f"--data/--min-objects: no image with >= {min_objects} conditioners")
-    return chosen
+    from empirical.diagnostics.locality import select_items
+    try:
+        return select_items(dataset, num_images, min_objects)
+    except ValueError:
+        raise UserError(f"--data/--min-objects: no image with >= {min_objects} conditioners") from None
 
 
 def mask_footprints(data, indices, kmax: int, dilate: int):

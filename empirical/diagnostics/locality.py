@@ -427,6 +427,20 @@ def measure_locality(denoiser: SetDenoiser, clean, cond, mask, sigmas=DEFAULT_SI
             "pixels": pixels.tolist(), "radius": radius, "seed": seed}
 
 
+def select_items(dataset, num_images: int, min_objects: int) -> list[int]:
+    """Indices of the first ``num_images`` items of ``dataset`` with at least ``min_objects``
+    conditioners; a ValueError when there is none."""
+    indices = []
+    for i in range(len(dataset)):
+        if dataset[i][1].shape[0] >= min_objects:
+            indices.append(i)
+            if len(indices) == num_images:
+                break
+    if not indices:
+        raise ValueError(f"no item with >= {min_objects} conditioners in the dataset")
+    return indices
+
+
 def measure_denoiser_locality(denoiser: SetDenoiser, dataset, num_images: int = 8, min_objects: int = 2,
                               sigmas=DEFAULT_SIGMAS, seed: int = 0, device=None, **options) -> dict:
     """:func:`measure_locality` of ``denoiser`` on a dataset, as ``localcomp clevr locality`` does
@@ -438,14 +452,7 @@ def measure_denoiser_locality(denoiser: SetDenoiser, dataset, num_images: int = 
     device of ``denoiser``'s parameters when it is a ``torch.nn.Module``, else the CPU).
     ``options`` go to :func:`measure_locality` (``radius``, ``footprints``, ``pixels_per_image``,
     ``jacobian_images``, ...). Returns its dict plus ``"images"``: the dataset indices used."""
-    indices = []
-    for i in range(len(dataset)):
-        if dataset[i][1].shape[0] >= min_objects:
-            indices.append(i)
-            if len(indices) == num_images:
-                break
-    if not indices:
-        raise ValueError(f"no item with >= {min_objects} conditioners in the dataset")
+    indices = select_items(dataset, num_images, min_objects)
     items = [dataset[i] for i in indices]
     clean = torch.stack([torch.as_tensor(image) for image, _ in items])
     k = max(int(c.shape[0]) for _, c in items)
