@@ -18,6 +18,7 @@ from localcomp.errors import UserError
 
 def build_parser() -> argparse.ArgumentParser:
     from empirical.cli import add_parser as add_clevr
+    from empirical.cli.t2i import add_parser as add_t2i
     from empirical.toy.learned import add_command as add_toy_learned
     from empirical.toy.machine_check import add_command as add_toy_machine
     from localcomp.verify import add_parser as add_verify
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_toy_learned(toy)
     add_toy_machine(toy)
     add_clevr(subparsers)
+    add_t2i(subparsers)
     return parser
 
 

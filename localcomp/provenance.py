@@ -40,9 +40,10 @@ def git_revision(path: Path | None = None) -> str | None:
     return rev + ("+dirty" if dirty else "") if rev else None
 
 
-def package_versions() -> dict[str, str | None]:
+def package_versions(names=_PACKAGES) -> dict[str, str | None]:
+    """Installed version of each distribution in ``names`` (None when it is not installed)."""
     versions: dict[str, str | None] = {}
-    for name in _PACKAGES:
+    for name in names:
         try:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
