@@ -115,6 +115,27 @@ def test_local_convolution_has_a_small_effective_radius_and_a_global_mix_a_large
         assert within == sorted(within)
 
 
+def test_the_cli_writes_the_known_answer_of_a_constructed_denoiser(tmp_path, monkeypatch):
+    """The command's whole write path (JSON, figures, provenance) on the wired denoiser, loaded in
+    place of a pipeline folder: the regional answer arrives in locality.json."""
+    import empirical.t2i.model as model
+
+    monkeypatch.setattr(model, "check_model_folder", lambda folder: "StableDiffusionPipeline")
+    monkeypatch.setattr(model, "load_denoiser", lambda *args, **kwargs: WiredDenoiser())
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"prompt_sets": [{"name": "pets", "base": "photo", "parts": [
+        {"name": "cat", "text": "cat", "region": LEFT}, {"name": "dog", "text": "dog", "region": RIGHT}]}],
+        "sigmas": [1.0], "features": ["feat"], "sample_steps": 0, "positions": 2}))
+    out = tmp_path / "out"
+    assert main(["t2i", "locality", "--model", str(tmp_path), "--prompts", str(spec), "--out", str(out)]) == 0
+    report = json.loads((out / "locality.json").read_text())
+    rec = report["prompt_sets"][0]["per_sigma"][0]
+    assert rec["conditional"]["parts"]["cat"]["region_share"] > 0.999
+    assert rec["features"]["feat"]["mean_abs_cosine"] < 1e-6
+    assert report["summary"][0]["feat_mean_abs_cosine"] == rec["features"]["feat"]["mean_abs_cosine"]
+    assert (out / "cosines.png").is_file() and (out / "energy_vs_r.png").is_file() and (out / "run.json").is_file()
+
+
 def test_report_is_reproducible_and_seeds_matter():
     spec = constructed_spec(sample_steps=2, positions=2, seeds=[1])
     first = run_locality(WiredDenoiser(), spec)

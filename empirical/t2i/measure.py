@@ -105,7 +105,10 @@ def resolve_features(module: torch.nn.Module, selectors) -> dict[str, list[str]]
 
 def as_feature_map(output, height: int, width: int) -> torch.Tensor:
     """A hooked module's output as ``[C, h, w]`` float32: ``[1, C, h, w]`` as is; tokens
-    ``[1, N, C]`` (attention) reshaped with ``h / w = height / width`` (the latent's aspect)."""
+    ``[1, N, C]`` (attention) reshaped with ``h / w = height / width`` (the latent's aspect). A
+    tuple or a diffusers output object contributes its first entry."""
+    if isinstance(output, dict):          # diffusers' BaseOutput (e.g. Transformer2DModelOutput)
+        output = next(iter(output.values()))
     if isinstance(output, (tuple, list)):
         output = output[0]
     output = output.detach().float()
