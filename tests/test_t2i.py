@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from empirical.t2i.measure import change_spread, region_mask, resolve_features
-from empirical.t2i.model import denoiser_from_prediction, sigma_table, sigma_to_timestep
+from empirical.t2i.model import denoiser_from_prediction, sigma_table, sigma_to_timestep, weights_variant
 from empirical.t2i.run import run_locality
 from empirical.t2i.spec import parse_spec
 from localcomp.cli import main
@@ -191,6 +191,14 @@ def test_each_parameterization_returns_x0_from_its_true_target(kind):
     alpha, s = 1 / math.sqrt(1 + sigma ** 2), sigma / math.sqrt(1 + sigma ** 2)  # VP: z = alpha x0 + s eps
     target = {"epsilon": eps, "v_prediction": alpha * eps - s * x0, "sample": x0}[kind]
     assert torch.allclose(denoiser_from_prediction(x0 + sigma * eps, sigma, target, kind), x0, atol=1e-5)
+
+
+def test_an_fp16_only_snapshot_is_loaded_as_the_fp16_variant(tmp_path):
+    (tmp_path / "unet").mkdir()
+    (tmp_path / "unet" / "diffusion_pytorch_model.fp16.safetensors").touch()
+    assert weights_variant(tmp_path) == "fp16"
+    (tmp_path / "unet" / "diffusion_pytorch_model.safetensors").touch()
+    assert weights_variant(tmp_path) is None
 
 
 # -- the spec -----------------------------------------------------------------------------------------

@@ -76,6 +76,14 @@ def check_model_folder(folder: str | Path) -> str:
     return class_name
 
 
+def weights_variant(folder: str | Path) -> str | None:
+    """``"fp16"`` when ``unet/`` holds only the fp16 variant of its weights (hub snapshots may),
+    else None: the ``variant`` to pass to ``from_pretrained``."""
+    unet = Path(folder) / "unet"
+    plain = any((unet / name).is_file() for name in _WEIGHTS if ".fp16." not in name)
+    return None if plain or not any((unet / name).is_file() for name in _WEIGHTS) else "fp16"
+
+
 def sigma_table(alphas_cumprod: torch.Tensor) -> torch.Tensor:
     """``sigma(t) = sqrt((1 - abar_t) / abar_t)`` for ``t = 0..T-1`` (float64, increasing)."""
     abar = alphas_cumprod.double()
@@ -177,9 +185,10 @@ def load_denoiser(folder: str | Path, latent_size: tuple[int, int] | None, devic
     torch_dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
     pipeline_class = getattr(diffusers, class_name)
     try:
-        with warnings.catch_warnings():  # diffusers >= 0.36 renames torch_dtype to dtype; 0.30 knows only torch_dtype
+        with warnings.catch_warnings():  # newer diffusers rename torch_dtype to dtype; 0.30 knows only torch_dtype
             warnings.filterwarnings("ignore", message=".*torch_dtype.*deprecated", category=FutureWarning)
             pipeline = pipeline_class.from_pretrained(str(folder), local_files_only=True, torch_dtype=torch_dtype,
+                                                      variant=weights_variant(folder),
                                                       **({"safety_checker": None, "feature_extractor": None,
                                                           "requires_safety_checker": False}
                                                          if class_name == "StableDiffusionPipeline" else {}))
