@@ -32,13 +32,6 @@ DenoiseFn = Callable[[jax.Array, jax.Array], jax.Array]  # (x [B, d], sigma) -> 
 ScoreFn = Callable[[jax.Array, jax.Array], jax.Array]  # (x [B, d], sigma) -> [B, d]
 
 
-def composition_weights(num_components: int) -> jax.Array:
-    """Weights ``[1, ..., 1, -(k-1)]`` of ``(p_1..p_k, p_b)`` in the composed score; sum 1."""
-    if num_components < 1:
-        raise ValueError(f"compose at least one distribution, got {num_components}")
-    return jnp.concatenate([jnp.ones(num_components), jnp.array([-(num_components - 1.0)])])
-
-
 def compose_scores(background_score: jax.Array, component_scores: Sequence[jax.Array]) -> jax.Array:
     """``Σ_i s_i − (k − 1) s_b`` for already-evaluated scores of equal shape."""
     k = len(component_scores)
@@ -77,15 +70,6 @@ def score_from_denoiser(denoise_fn: DenoiseFn) -> ScoreFn:
         return (denoise_fn(x, sigma) - x) / sigma ** 2
 
     return score
-
-
-def denoiser_from_score(score_fn: ScoreFn) -> DenoiseFn:
-    """``D(x, σ) = x + σ² s(x, σ)`` (Tweedie)."""
-
-    def denoise(x: jax.Array, sigma: jax.Array) -> jax.Array:
-        return x + sigma ** 2 * score_fn(x, sigma)
-
-    return denoise
 
 
 class SpectralMixture(NamedTuple):

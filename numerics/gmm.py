@@ -83,12 +83,6 @@ def log_prob(gm: GaussianMixture, x):
     return logsumexp(log_terms)
 
 
-def responsibilities(gm: GaussianMixture, x):
-    """Posterior component probabilities ``r_k(x) [K]``."""
-    log_terms, _ = _component_terms(gm, x)
-    return jax.nn.softmax(log_terms)
-
-
 def score(gm: GaussianMixture, x):
     """``grad log p(x) = -sum_k r_k(x) S_k^{-1} (x - mu_k)``, ``[d]`` (closed form)."""
     log_terms, prec_diff = _component_terms(gm, x)
