@@ -9,6 +9,8 @@
 # Writes to the snapshot: mutants/ (mutmut's state) and results.txt (`mutmut results --all true`).
 #
 # MUT_CHILDREN   worker processes (default 1: the machine's cores are shared)
+# MUT_SAMPLE     optional: "PER_MODULE CHUNK SEED", run only that chunk of a seeded stratified
+#                random sample of the mutants (sample.py); chunks add up to a larger random sample
 # MUT_SEED       optional: the work folder of an earlier run of the same STAGE. Its mutants/ is
 #                copied in; mutmut keeps a verdict only where the mutated function's source hash is
 #                unchanged and re-tests every other mutant. The seed's non-killed mutants are then
@@ -38,7 +40,18 @@ if [ ! -d "$work" ]; then
 fi
 cd "$work"
 export PATH="$venv/bin:$PATH" HYPOTHESIS_PROFILE=ci PYTHONPATH="$work"
-mutmut run --max-children "$children"
+if [ -n "${MUT_SAMPLE:-}" ]; then
+  # MUT_SAMPLE="PER_MODULE CHUNK SEED": only a seeded random chunk of every module's mutants
+  # (sample.py). A filter that matches no mutant stops mutmut right after it has generated the
+  # mutants and collected the per-test coverage, so the names exist to be sampled.
+  mutmut run 'no-such-mutant' > /dev/null 2>&1 || true
+  read -r per_module chunk_index sample_seed <<< "$MUT_SAMPLE"
+  python "$here/sample.py" --per-module "$per_module" --chunk "$chunk_index" --seed "$sample_seed" \
+    > "sample-$chunk_index.txt"
+  xargs mutmut run --max-children "$children" < "sample-$chunk_index.txt"
+else
+  mutmut run --max-children "$children"
+fi
 if [ -s seed-rerun.txt ] && [ ! -f seed-rerun.done ]; then
   # names of the seed's survivors that still exist in this revision's mutants
   mutmut results --all true | sed 's/^ *//; s/:.*//' | grep -Fxf seed-rerun.txt > seed-rerun-now.txt || true
