@@ -29,14 +29,15 @@ class WiredDenoiser(torch.nn.Module):
     latent with 2 channels. ``spatial``: a fixed 3x3 convolution (local: Jacobian radius <= sqrt 2)
     or ``x`` plus the image mean (every pixel feels every pixel). Each word ``w`` acts on
     ``region_w`` only (``regional``) or everywhere. The hooked module ``feat`` outputs
-    ``[1, 4, H, W]``: word ``w`` writes its count times ``(1 + tanh x_0)`` into channel block
-    ``w`` (``orthogonal``: cat -> channels 0-1, dog -> 2-3) or into the same direction for every word."""
+    ``[1, 4, H, W]``: word ``w`` writes its count times ``(1 + tanh x_0)`` on ``region_w`` into channel
+    ``w`` (``orthogonal``: cat -> channel 0, dog -> 2) or into the same channel for every word;
+    dog's entry is ``dog_sign``."""
 
     words = ("photo", "cat", "dog")
 
-    def __init__(self, local=True, regional=True, orthogonal=True):
+    def __init__(self, local=True, regional=True, orthogonal=True, dog_sign=1.0):
         super().__init__()
-        self.local, self.regional, self.orthogonal = local, regional, orthogonal
+        self.local, self.regional, self.orthogonal, self.dog_sign = local, regional, orthogonal, dog_sign
         self.latent_shape = (2, 16, 16)
         self.sigma_range = (0.01, 50.0)
         generator = torch.Generator().manual_seed(3)
@@ -62,9 +63,10 @@ class WiredDenoiser(torch.nn.Module):
         cond_map = (cond[:, None, None, None] * self.amplitude * self.regions[:, None]).sum(0, keepdim=True) * gain
         blocks = torch.zeros(len(self.words), 4, 1, 1)
         for i in range(1, len(self.words)):
-            blocks[i, 2 * (i - 1) if self.orthogonal else 0] = 1.0
+            blocks[i, 2 * (i - 1) if self.orthogonal else 0] = self.dog_sign if self.words[i] == "dog" else 1.0
         blocks[0, 0] = 0.5
-        self.feat((cond[:, None, None, None] * blocks).sum(0, keepdim=True) * (1 + torch.tanh(x[:, :1])))
+        words_in_features = cond[:, None, None, None] * blocks * self.regions[:, None]
+        self.feat(words_in_features.sum(0, keepdim=True) * (1 + torch.tanh(x[:, :1])))
         return spatial + cond_map
 
 
@@ -95,13 +97,20 @@ def test_regional_conditioning_is_found_inside_its_region_and_global_is_not():
 
 
 def test_block_orthogonal_features_have_zero_mean_shift_cosine_and_shared_ones_one():
-    orth = constructed_report(orthogonal=True)["prompt_sets"][0]["per_sigma"]
-    shared = constructed_report(orthogonal=False)["prompt_sets"][0]["per_sigma"]
-    for a, b in zip(orth, shared):
+    orth = constructed_report(orthogonal=True, regional=False)["prompt_sets"][0]["per_sigma"]
+    shared = constructed_report(orthogonal=False, regional=False, dog_sign=-1.0)["prompt_sets"][0]["per_sigma"]
+    # the same channel, but each word on its own region: disjoint supports, orthogonal again (Lemma 8.1)
+    masked = constructed_report(orthogonal=False, regional=True)["prompt_sets"][0]["per_sigma"]
+    for a, b, c in zip(orth, shared, masked):
         assert a["features"]["feat"]["mean_abs_cosine"] < 1e-6
         assert a["features"]["feat"]["mean_overlap"] < 1e-6
         assert b["features"]["feat"]["mean_abs_cosine"] > 0.999
+        assert b["features"]["feat"]["mean_shift_cosine"][0][1] < -0.999  # opposite shifts: cos -1
         assert b["features"]["feat"]["mean_overlap"] > 0.999
+        assert c["features"]["feat"]["mean_abs_cosine"] < 1e-6
+        for part in ("cat", "dog"):
+            assert c["features"]["feat"]["modules"]["feat"]["parts"][part]["region_share"] > 0.999
+            assert abs(b["features"]["feat"]["modules"]["feat"]["parts"][part]["region_share"] - 0.5) < 0.1
 
 
 def test_local_convolution_has_a_small_effective_radius_and_a_global_mix_a_large_one():
