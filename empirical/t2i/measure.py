@@ -168,10 +168,10 @@ class PartStats:
     shift_samples: int = 0
 
     def add_change(self, delta: torch.Tensor, full: torch.Tensor) -> None:
-        norm = delta.pow(2).sum(0).sqrt()
+        energy = delta.pow(2)
+        norm = energy.sum(0).sqrt()
         self.change_map = norm if self.change_map is None else self.change_map + norm
-        sq = delta.pow(2)
-        self.energy = sq if self.energy is None else self.energy + sq
+        self.energy = energy if self.energy is None else self.energy + energy
         full_norm = float(full.norm())
         self.relative += float(delta.norm()) / full_norm if full_norm > 0 else float("nan")
         self.samples += 1
@@ -181,12 +181,15 @@ class PartStats:
         self.shift_samples += 1
 
 
+def _divide(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+    """``num / den`` elementwise, nan where ``den`` is not positive."""
+    return torch.where(den > 0, num / torch.where(den > 0, den, torch.ones_like(den)), torch.full_like(num, float("nan")))
+
+
 def _cosines(gram: torch.Tensor) -> torch.Tensor:
     """``gram_ij / sqrt(gram_ii gram_jj)`` (nan where a norm is 0)."""
     norms = gram.diagonal().clamp_min(0).sqrt()
-    outer = norms[:, None] * norms[None, :]
-    return torch.where(outer > 0, gram / torch.where(outer > 0, outer, torch.ones_like(outer)),
-                       torch.full_like(gram, float("nan")))
+    return _divide(gram, norms[:, None] * norms[None, :])
 
 
 def _nan_to_none(value):
@@ -218,9 +221,7 @@ def pair_summary(matrices: dict[str, torch.Tensor]) -> dict:
     energies: 1 = same units, 0 = disjoint units) and their mean ``|.|`` off the diagonal."""
     cos = _cosines(matrices["gram"])
     e = matrices["energy"]
-    outer = (e[:, None] * e[None, :]).sqrt()
-    overlap = torch.where(outer > 0, matrices["overlap_num"] / torch.where(outer > 0, outer, torch.ones_like(outer)),
-                          torch.full_like(outer, float("nan")))
+    overlap = _divide(matrices["overlap_num"], (e[:, None] * e[None, :]).sqrt())
     return {"mean_shift_cosine": _nan_to_none(cos.tolist()),
             "mean_abs_cosine": mean_abs_offdiagonal(cos),
             "support_overlap": _nan_to_none(overlap.tolist()),
