@@ -24,7 +24,7 @@ def test_cli_help_lists_every_job(capsys):
         main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    for job in ("verify", "toy", "clevr"):
+    for job in ("verify", "toy", "clevr", "t2i"):
         assert re.search(rf"^\s+{job}\s", out, re.M)
 
 
