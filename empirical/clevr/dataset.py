@@ -366,11 +366,12 @@ class ClevrDataset(_torch_dataset_base()):
 
 def collate_sets(batch):
     """Pad variable-size conditioner sets: returns ``images [B, 3, H, W]``, ``conditioners
-    [B, Kmax, 2]`` (zeros where padded) and ``mask [B, Kmax]`` bool (True = real)."""
+    [B, Kmax, 2]`` (``[B, Kmax, 8]`` for colour sets; zeros where padded) and ``mask [B, Kmax]`` bool (True = real)."""
     import torch
     images = torch.stack([item[0] for item in batch])
     kmax = max([len(item[1]) for item in batch] + [1])
-    conditioners = torch.zeros(len(batch), kmax, 2)
+    width = batch[0][1].shape[-1] if batch and batch[0][1].ndim == 2 else 2  # 8 for colour sets
+    conditioners = torch.zeros(len(batch), kmax, width)
     mask = torch.zeros(len(batch), kmax, dtype=torch.bool)
     for b, (_, cond) in enumerate(batch):
         conditioners[b, :len(cond)] = cond

@@ -2,12 +2,14 @@
 
 Data jobs (``render``, ``detector``) are defined in ``empirical.cli.data``; model jobs
 (``train``, ``sample``, ``kmax``, ``table``) in ``empirical.cli.model``; diagnostics (``locality``,
-``correlate``) in ``empirical.cli.diagnostics``; the whole validation (``validate``) in
+``correlate``) in ``empirical.cli.diagnostics``; the colour-conditioned measurements (``colour``)
+in ``empirical.cli.colour``; the whole validation (``validate``) in
 ``empirical.cli.validate`` over ``empirical.validation``.
 """
 
 
 def add_parser(subparsers) -> None:
+    from empirical.cli.colour import add_colour_commands
     from empirical.cli.data import add_data_commands
     from empirical.cli.diagnostics import add_diagnostics_commands
     from empirical.cli.machine import add_machine_command
@@ -21,3 +23,4 @@ def add_parser(subparsers) -> None:
     add_diagnostics_commands(clevr)
     add_validate_command(clevr)
     add_machine_command(clevr)
+    add_colour_commands(clevr)

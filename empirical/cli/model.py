@@ -83,12 +83,13 @@ def add_model_commands(clevr_subparsers) -> None:
 
 
 def _train(args) -> int:
-    from empirical.training.experiments import make_train_config
+    from empirical.training.experiments import EXPERIMENTS, make_train_config
     from empirical.training.train import NonFiniteLossError, train
 
     config = make_train_config(args.experiment, args.preset, args.seed, args.steps, args.batch_size,
                                args.checkpoint_every, args.lr)
-    dataset = load_training_data(args.data, config.resolution, args.seed)
+    conditioner = EXPERIMENTS[args.experiment].conditioner  # "colour": the colour view of --data
+    dataset = load_training_data(args.data, config.resolution, args.seed, conditioner)
     try:
         summary = train(config, dataset, args.out, data_path=args.data)
     except NonFiniteLossError as error:

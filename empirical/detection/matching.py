@@ -15,20 +15,30 @@ import numpy as np
 DEFAULT_TOLERANCE = 0.125
 
 
+def matched_pairs(detected: np.ndarray, requested: np.ndarray,
+                  tolerance: float = DEFAULT_TOLERANCE) -> list[tuple[int, int]]:
+    """Hungarian matching of ``detected`` [n, 2] to ``requested`` [K, 2] on Euclidean distance:
+    the ``(requested index, detected index)`` pairs closer than ``tolerance``."""
+    from scipy.optimize import linear_sum_assignment
+
+    detected = np.asarray(detected, dtype=np.float64).reshape(-1, 2)
+    requested = np.asarray(requested, dtype=np.float64).reshape(-1, 2)
+    if not (len(detected) and len(requested)):
+        return []
+    cost = np.linalg.norm(requested[:, None, :] - detected[None, :, :], axis=-1)
+    rows, cols = linear_sum_assignment(cost)
+    return [(int(r), int(c)) for r, c in zip(rows, cols) if cost[r, c] <= tolerance]
+
+
 def match_locations(detected: np.ndarray, requested: np.ndarray,
                     tolerance: float = DEFAULT_TOLERANCE) -> tuple[np.ndarray, int]:
     """Hungarian matching of ``detected`` [n, 2] to ``requested`` [K, 2] on Euclidean
     distance. Returns (matched bool [K]: the requested location's partner lies within
     ``tolerance``, extra: number of detections left without a matched partner = n - matched)."""
-    from scipy.optimize import linear_sum_assignment
-
     detected = np.asarray(detected, dtype=np.float64).reshape(-1, 2)
-    requested = np.asarray(requested, dtype=np.float64).reshape(-1, 2)
-    matched = np.zeros(len(requested), dtype=bool)
-    if len(detected) and len(requested):
-        cost = np.linalg.norm(requested[:, None, :] - detected[None, :, :], axis=-1)
-        rows, cols = linear_sum_assignment(cost)
-        matched[rows] = cost[rows, cols] <= tolerance
+    matched = np.zeros(len(np.asarray(requested).reshape(-1, 2)), dtype=bool)
+    for row, _ in matched_pairs(detected, requested, tolerance):
+        matched[row] = True
     return matched, int(len(detected) - matched.sum())
 
 

@@ -55,7 +55,8 @@ def sample_for_sets(model, location_sets: list[torch.Tensor], resolution: int, s
     for start in tqdm(range(0, len(jobs), batch_size), disable=not progress, desc="sample", unit="batch"):
         chunk = jobs[start:start + batch_size]
         kmax = max(location_sets[i].shape[0] for i, _ in chunk)
-        cond = torch.zeros(len(chunk), kmax, 2)
+        width = location_sets[chunk[0][0]].shape[-1] if location_sets[chunk[0][0]].ndim == 2 else 2
+        cond = torch.zeros(len(chunk), kmax, width)  # width 8: one-hot colour sets
         mask = torch.zeros(len(chunk), kmax, dtype=torch.bool)
         noise = torch.empty(len(chunk), 3, resolution, resolution)
         for row, (i, j) in enumerate(chunk):

@@ -31,6 +31,7 @@ from torch import nn
 from empirical.models import edm
 
 COND_MODES = ("tokens", "global")
+COND_INPUTS = ("location", "colour")
 
 
 @dataclass(frozen=True)
@@ -49,10 +50,16 @@ class UNetConfig:
     head_channels: int = 32
     extra_cond_dim: int = 0                 # extra global vector (patch centre coords), 0 = none
     dropout: float = 0.0
+    # "location": a conditioner is (u, v) (Fourier features); "colour": a one-hot colour vector
+    # [num_colours] (docs/colour-clevr.md); the token MLP then embeds the one-hot directly
+    cond_input: str = "location"
+    num_colours: int = 8
 
     def __post_init__(self):
         if self.cond_mode not in COND_MODES:
             raise ValueError(f"cond_mode must be one of {COND_MODES}, got {self.cond_mode!r}")
+        if self.cond_input not in COND_INPUTS:
+            raise ValueError(f"cond_input must be one of {COND_INPUTS}, got {self.cond_input!r}")
         factor = 2 ** (len(self.channel_mult) - 1)
         if self.img_resolution % factor:
             raise ValueError(f"img_resolution {self.img_resolution} not divisible by {factor}")
@@ -167,7 +174,7 @@ class SetUNet(nn.Module):
         tok_dim = emb_dim
         self.noise_dim = ch0
         self.noise_mlp = _mlp(ch0, emb_dim)
-        self.cond_mlp = _mlp(2 + 4 * cfg.fourier_octaves, tok_dim)
+        self.cond_mlp = _mlp(self.cond_dim, tok_dim)
         self.null_token = nn.Parameter(torch.randn(tok_dim) * 0.02)
         if cfg.cond_mode == "global":
             self.global_proj = nn.Linear(tok_dim, emb_dim)
@@ -214,12 +221,27 @@ class SetUNet(nn.Module):
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
 
+    @property
+    def cond_dim(self) -> int:
+        """Width of one conditioner entry's input features."""
+        if getattr(self.config, "cond_input", "location") == "colour":
+            return self.config.num_colours
+        return 2 + 4 * self.config.fourier_octaves
+
+    def cond_features(self, cond: torch.Tensor) -> torch.Tensor:
+        """``cond [B, K, 2]`` locations -> Fourier features; ``[B, K, num_colours]`` one-hot
+        colours (``cond_input = "colour"``) pass unchanged. With ``cond_mode = "global"`` the
+        masked sum of the colour tokens is a linear map of the colour count vector."""
+        if getattr(self.config, "cond_input", "location") == "colour":
+            return cond
+        return location_features(cond, self.config.fourier_octaves)
+
     def conditioning(self, c_noise, cond, mask, extra=None):
         """``(emb [B, E], tokens [B, 1+K, D] or None, key_mask [B, 1+K] or None)``."""
         emb = self.noise_mlp(noise_features(c_noise, self.noise_dim))
         if extra is not None:
             emb = emb + self.extra_mlp(location_features(extra, self.config.fourier_octaves))
-        tok = self.cond_mlp(location_features(cond, self.config.fourier_octaves))  # [B, K, D]
+        tok = self.cond_mlp(self.cond_features(cond))  # [B, K, D]
         b = cond.shape[0]
         if self.config.cond_mode == "global":
             summed = (tok * mask[..., None].to(tok.dtype)).sum(dim=1) + self.null_token

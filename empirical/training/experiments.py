@@ -12,7 +12,13 @@ exp2l       one           patch k=2       Exp.2 data, patch-local denoiser (reco
 exp3l       all           patch k=2       Exp.3 data and global encoder, made patch-local
 exp2l-k8    one           patch k=8       control: patch covers the image, failure returns
 exp2l-clean one           patch k=2       Exp.2L, background patch free of every object
+exp1-colour all (colour)  unet/tokens     every object's colour, one token each (issue 13)
+exp3-colour all (colour)  unet/global     the colour count vector as one FiLM vector
 ==========  ============  ==============  ==============================================
+
+The two ``-colour`` experiments condition on the multiset of object colours (one-hot per
+object, ``empirical.clevr.colour``), not on locations; they train on a colour view of the same
+renders (docs/colour-clevr.md).
 
 Exp.3 is our choice of "second failing construction" (the paper leaves it open): it is trained on
 the same ``all`` data as Exp.1, so the only difference from the succeeding Exp.1 is the conditioner
@@ -45,6 +51,7 @@ class Experiment:
     k: int | None = None       # patch half-width in cells (patch models)
     description: str = ""
     background: str = "no_conditioner"  # patch models: what the second training patch avoids
+    conditioner: str = "location"       # "location" (u, v) or "colour" (one-hot, unet only)
 
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
@@ -57,6 +64,10 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
     Experiment("exp2l-clean", "one", "patch", "tokens", 2,
                "Exp.2L whose second training patch holds no object at all (listed or not)",
                background="no_object"),
+    Experiment("exp1-colour", "all", "unet", "tokens", None,
+               "every object's colour, one token each, set-conditioned UNet", conditioner="colour"),
+    Experiment("exp3-colour", "all", "unet", "global", None,
+               "colour count vector as one global FiLM vector", conditioner="colour"),
 ]}
 
 
@@ -145,7 +156,7 @@ def make_train_config(experiment: str, preset: str = "mini", seed: int = 0, step
     exp, pre = EXPERIMENTS[experiment], PRESETS[preset]
     unet = patch = None
     if exp.model_type == "unet":
-        unet = replace(pre.unet, cond_mode=exp.cond_mode)
+        unet = replace(pre.unet, cond_mode=exp.cond_mode, cond_input=exp.conditioner)
     else:
         patch = PatchConfig(img_resolution=pre.resolution, k=exp.k, background=exp.background,
                             net=replace(pre.patch_net, cond_mode=exp.cond_mode))
