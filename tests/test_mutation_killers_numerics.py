@@ -36,3 +36,76 @@ def test_expected_partition_has_no_empty_background_block_when_the_masks_cover_t
         assert parts == [{0, 1}, {2, 3, 4, 5}], (J, parts)
     assert checks.expected_partition(family, frozenset("a")) == [{0, 1}, {2, 3, 4, 5}]
     assert checks.expected_partition(family, frozenset("b")) == [{2, 3, 4, 5}, {0, 1}]
+
+
+# ------------------------------------------------------------- numerics.composition
+def _two_gaussian_mixtures(seed: int = 0):
+    from numerics import gmm
+
+    rng = np.random.default_rng(seed)
+    return [gmm.diagonal_mixture(np.array([0.3, 0.7]), rng.normal(size=(2, 3)), rng.uniform(0.2, 1.0, (2, 3)))
+            for _ in range(2)]
+
+
+def test_spectral_log_prob_is_the_noised_mixture_log_density_at_every_point_of_a_batch():
+    """The log-density ``compose``'s mixture posteriors use, against ``gmm.log_prob`` of the
+    noised mixture (absolute: a constant offset cancels in every denoiser, not here)."""
+    import jax
+
+    from numerics import composition, gmm
+
+    mixture = _two_gaussian_mixtures()[0]
+    x = np.random.default_rng(1).normal(size=(4, 3))
+    sigma = 0.5
+    log_p, _ = composition.spectral_log_prob_and_denoise(composition.spectral_form(mixture), x, sigma)
+    expected = jax.vmap(lambda y: gmm.log_prob(gmm.noised(mixture, sigma), y))(x)
+    assert log_p.shape == (4,)
+    np.testing.assert_allclose(log_p, expected, rtol=1e-10)
+
+
+def test_mixture_of_models_denoiser_weighs_each_point_by_its_own_model_posterior():
+    """``D(x) = Σ_m r_m(x) D_m(x)``, ``r_m(x) ∝ w_m p_m,σ(x)`` normalized over models, per point."""
+    import jax
+    import jax.numpy as jnp
+
+    from numerics import composition, gmm
+
+    models = _two_gaussian_mixtures(2)
+    stacked = jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *models)
+    log_weights = jnp.log(jnp.array([0.25, 0.75]))
+    x = np.random.default_rng(3).normal(size=(5, 3)) * 2
+    sigma = 0.3
+    got = composition.mixture_of_models_denoiser(stacked, log_weights)(x, sigma)
+    log_p = np.stack([jax.vmap(lambda y, m=m: gmm.log_prob(gmm.noised(m, sigma), y))(x) for m in models])
+    posterior = np.exp(log_p + np.asarray(log_weights)[:, None])
+    posterior /= posterior.sum(axis=0, keepdims=True)
+    denoised = np.stack([composition.mixture_denoiser(m)(x, sigma) for m in models])
+    np.testing.assert_allclose(got, np.einsum("mb,mbd->bd", posterior, denoised), rtol=1e-9)
+
+
+def test_compose_scores_refuses_an_empty_composition_with_its_reason():
+    import pytest
+
+    from numerics import composition
+
+    with pytest.raises(ValueError, match="compose at least one distribution"):
+        composition.compose_scores(np.zeros(2), [])
+
+
+# ------------------------------------------------------------------ numerics.checks
+def test_nan_max_keeps_a_nan_from_either_side():
+    assert np.isnan(checks._nan_max(float("nan"), 1.0)) and np.isnan(checks._nan_max(1.0, float("nan")))
+    assert checks._nan_max(1.0, 2.0) == 2.0
+
+
+def test_decreasing_allows_a_rise_of_exactly_ten_percent_and_no_more():
+    curve = [1.0, 0.9, 0.5, 0.5 * 1.1, 0.1]
+    assert checks._decreasing(curve)[0]
+    assert not checks._decreasing([1.0, 0.9, 0.5, 0.5 * 1.1 * (1 + 1e-9), 0.1])[0]
+
+
+def test_fmt_lists_every_sigma_with_its_three_measures():
+    rows = [{"sigma": s, "pixel_locality_violation": 1e-3 * s, "conditional_locality_violation": 2e-3,
+             "cpc_gap": 0.0} for s in (0.1, 1.0)]
+    assert checks._fmt({"per_sigma": rows}) == ("sigma=0.1: pix=1.00e-04 cond=2.00e-03 gap=0.00e+00; "
+                                                "sigma=1: pix=1.00e-03 cond=2.00e-03 gap=0.00e+00")
