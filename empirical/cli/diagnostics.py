@@ -1,7 +1,7 @@
 """Diagnostics jobs: ``clevr locality`` and ``clevr correlate`` (heavy imports inside the handlers).
 
 ``localcomp clevr locality --run RUN_DIR --data DATA [--sigmas S ...] [--num-images N] [--seed S]
-[--out DIR]`` measures pixel and conditional locality (``empirical.diagnostics.locality``) of a trained denoiser
+[--out DIR] [--precision fp32|bf16]`` measures pixel and conditional locality (``empirical.diagnostics.locality``) of a trained denoiser
 at ``x = image + sigma * noise`` for the first ``N`` images of ``DATA`` (a CLEVR directory or
 ``synthetic[:MIN-MAX]``) with at least ``--min-objects`` conditioners, and writes ``locality.json``,
 ``locality_heatmaps.png``, ``locality_vs_sigma.png`` and ``run.json`` (default ``RUN_DIR/locality``).
@@ -22,6 +22,7 @@ from localcomp.errors import UserError
 def add_diagnostics_commands(clevr_subparsers) -> None:
     """Add ``locality`` and ``correlate`` to the ``clevr`` subcommands."""
     from empirical.diagnostics.locality import DEFAULT_SIGMAS, EFFECTIVE_MASS, RADII
+    from empirical.models.precision import PRECISIONS
 
     p = clevr_subparsers.add_parser("locality", help="pixel and conditional locality of a trained denoiser")
     p.add_argument("--run", required=True, help="training run directory (checkpoint.pt)")
@@ -44,6 +45,10 @@ def add_diagnostics_commands(clevr_subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="output directory (default RUN_DIR/locality)")
     p.add_argument("--force", action="store_true", help="overwrite locality.json already in --out")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="network forward in float32 (default, on any hardware: bf16 rounding moves the "
+                        "conditional leakage by up to 0.04, docs/locality-diagnostics.md) or under "
+                        "bfloat16 autocast")
     p.set_defaults(func=_locality, radii=RADII, mass=EFFECTIVE_MASS)
 
     c = clevr_subparsers.add_parser("correlate", help="locality summaries vs Kmax across runs (Spearman)")
@@ -116,6 +121,7 @@ def _locality(args) -> int:
     from localcomp.provenance import check_writable_dir, refuse_overwrite, write_json_atomic, write_run_record
     from numerics.experiments.common import save_figure
     from empirical.diagnostics.locality import disc_footprints, measure_locality
+    from empirical.models.precision import autocast, with_precision
     from empirical.cli.model import load_training_data
     from empirical.training.train import collate_sets, load_trained
 
@@ -124,6 +130,7 @@ def _locality(args) -> int:
     check_writable_dir(locality_out, "--out")
     refuse_overwrite([locality_out / "locality.json"], args.force)
     model, config, step = load_trained(args.run, use_ema=not args.raw)
+    model, precision = with_precision(model, args.precision)
     dataset = load_training_data(args.data, config.resolution, args.seed)
     image, _ = dataset[0]
     if tuple(image.shape[-2:]) != (config.resolution, config.resolution):
@@ -139,10 +146,11 @@ def _locality(args) -> int:
         footprints = mask_footprints(dataset.data, indices, cond.shape[1], args.dilate).to(device)
     else:
         footprints = disc_footprints(cond, mask, h, w, radius)
-    result = measure_locality(model, clean, cond, mask, args.sigmas, seed=args.seed,
-                              pixels_per_image=args.pixels_per_image, footprints=footprints,
-                              radii=args.radii, mass=args.mass, jacobian_images=args.jacobian_images,
-                              progress=True, keep_maps=True)
+    with autocast(device, precision):  # torch.func.vjp's Jacobian rows must run under it too
+        result = measure_locality(model, clean, cond, mask, args.sigmas, seed=args.seed,
+                                  pixels_per_image=args.pixels_per_image, footprints=footprints,
+                                  radii=args.radii, mass=args.mass, jacobian_images=args.jacobian_images,
+                                  progress=True, keep_maps=True)
     maps = [r.pop("maps") for r in result["per_sigma"]]
     out = Path(args.out or Path(args.run) / "locality")
     report = {"experiment": config.experiment, "preset": config.preset, "run": str(args.run),
@@ -153,7 +161,7 @@ def _locality(args) -> int:
               "radii": list(args.radii), "effective_mass": args.mass,
               "pixels_per_image": args.pixels_per_image, "jacobian_images": args.jacobian_images,
               "summary": result["summary"], "per_sigma": result["per_sigma"], "pixels": result["pixels"],
-              "seed": args.seed}
+              "seed": args.seed, "precision": precision}
     pixels = torch.tensor(result["pixels"])
     save_figure(heatmap_figure(maps, args.sigmas, pixels, cond, mask, footprints, config.experiment),
                 out / "locality_heatmaps.png")

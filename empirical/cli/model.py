@@ -1,8 +1,14 @@
 """CLEVR model jobs: ``clevr train``, ``clevr sample`` (heavy imports inside the handlers).
 
 ``localcomp clevr train --experiment NAME --preset tiny|mini|paper --data DIR|synthetic[:MIN-MAX]
---out RUN_DIR [--seed S] [--steps N] [--batch-size B]`` trains or resumes (rerun the same command
-after a kill); under ``torchrun --nproc-per-node N`` it runs data-parallel on gloo.
+--out RUN_DIR [--seed S] [--steps N] [--batch-size B] [--precision fp32|bf16]`` trains or resumes
+(rerun the same command after a kill); under ``torchrun --nproc-per-node N`` it runs data-parallel on gloo.
+
+``--precision`` (``train``, ``sample``, ``kmax``; ``empirical.models.precision``): the network's forward
+in float32 or under bfloat16 autocast. Default: ``train`` resumes in the checkpoint's precision and
+starts a new run in ``bf16`` where the hardware has bfloat16 arithmetic, else ``fp32``; ``sample``
+and ``kmax`` use the same hardware default. The resolved value is recorded (``train.json``,
+``run.json``, ``kmax.json``).
 
 ``localcomp clevr sample --run RUN_DIR (--locations "u,v;u,v" | --from-dataset DIR --k K) --out DIR``
 writes ``samples.npz``, ``grid.png`` and ``run.json``.
@@ -21,7 +27,11 @@ from empirical.clevr.sources import load_data as load_training_data
 
 def add_model_commands(clevr_subparsers) -> None:
     """Add ``train``, ``sample``, ``kmax`` and ``table`` to the ``clevr`` subcommands."""
+    from empirical.models.precision import PRECISIONS
     from empirical.training.experiments import EXPERIMENTS, PRESETS
+
+    precision_help = ("network forward in float32 or under bfloat16 autocast (default: bf16 where the "
+                      "hardware has bfloat16 arithmetic, else fp32)")
 
     t = clevr_subparsers.add_parser("train", help="train (or resume) a CLEVR denoiser")
     t.add_argument("--experiment", required=True, help=f"one of: {', '.join(EXPERIMENTS)}")
@@ -34,6 +44,9 @@ def add_model_commands(clevr_subparsers) -> None:
     t.add_argument("--batch-size", type=int, default=None, help="global batch size (default: preset)")
     t.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints")
     t.add_argument("--lr", type=float, default=None, help="learning rate (default: preset)")
+    t.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help=precision_help.replace("(default: ", "(default: the checkpoint's when resuming, else ")
+                   + "; resuming in another precision than the checkpoint's is refused")
     t.set_defaults(func=_train)
 
     s = clevr_subparsers.add_parser("sample", help="sample a trained denoiser for given locations")
@@ -50,6 +63,7 @@ def add_model_commands(clevr_subparsers) -> None:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", default=None, help="output directory (default: RUN_DIR/samples)")
     s.add_argument("--force", action="store_true", help="overwrite samples.npz already in --out")
+    s.add_argument("--precision", choices=PRECISIONS, default=None, help=precision_help)
     s.set_defaults(func=_sample)
 
     k = clevr_subparsers.add_parser("kmax", help="per-K success rates (K = 0..12) and Kmax of a run")
@@ -73,6 +87,8 @@ def add_model_commands(clevr_subparsers) -> None:
                         "OUT/kmax.json and the grids in place (no --force needed)")
     k.add_argument("--force", action="store_true",
                    help="overwrite an existing OUT/kmax.json (and its samples) by sampling again")
+    k.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help=precision_help + "; with --reuse-samples the precision the samples were drawn in")
     k.set_defaults(func=_kmax)
 
     tb = clevr_subparsers.add_parser("table", help="Table 1 (Markdown + JSON) from kmax.json files")
@@ -83,11 +99,14 @@ def add_model_commands(clevr_subparsers) -> None:
 
 
 def _train(args) -> int:
+    from empirical.models.precision import resolve_precision
     from empirical.training.experiments import EXPERIMENTS, make_train_config
-    from empirical.training.train import NonFiniteLossError, train
+    from empirical.training.train import NonFiniteLossError, checkpoint_precision, train, training_device
 
+    precision = (args.precision or checkpoint_precision(args.out)
+                 or resolve_precision(None, training_device()))
     config = make_train_config(args.experiment, args.preset, args.seed, args.steps, args.batch_size,
-                               args.checkpoint_every, args.lr)
+                               args.checkpoint_every, args.lr, precision)
     conditioner = EXPERIMENTS[args.experiment].conditioner  # "colour": the colour view of --data
     dataset = load_training_data(args.data, config.resolution, args.seed, conditioner)
     try:
@@ -96,8 +115,8 @@ def _train(args) -> int:
         raise UserError(str(error)) from None
     last = summary["history"][-1]["mean_loss"] if summary["history"] else float("nan")
     if summary["rank"] == 0:
-        print(f"{args.experiment}: step {summary['step']}/{summary['steps']}, last mean loss {last:.4f}, "
-              f"checkpoint in {args.out}")
+        print(f"{args.experiment}: step {summary['step']}/{summary['steps']}, last mean loss {last:.4f} "
+              f"({config.precision}), checkpoint in {args.out}")
     return 0
 
 
@@ -114,6 +133,7 @@ def _sample(args) -> int:
     import numpy as np
 
     from localcomp.provenance import check_writable_dir, refuse_overwrite, write_bytes_atomic, write_run_record
+    from empirical.models.precision import with_precision
     from empirical.models.sampling import image_grid, parse_locations, sample_for_sets, to_uint8, write_png
     from empirical.training.train import load_trained
 
@@ -127,6 +147,7 @@ def _sample(args) -> int:
     else:
         sets = [parse_locations(args.locations)]
     model, config, step = load_trained(args.run, use_ema=not args.raw)
+    model, precision = with_precision(model, args.precision)
     steps = args.sampler_steps or config.schedule.sampler_steps
     out = Path(args.out or Path(args.run) / "samples")
     check_writable_dir(out, "--out")
@@ -144,9 +165,10 @@ def _sample(args) -> int:
     write_bytes_atomic(out / "samples.npz", buffer.getvalue())
     write_png(out / "grid.png", image_grid(pixels, args.n), scale=max(1, 128 // config.resolution))
     write_run_record(out, {"run": str(args.run), "checkpoint_step": step, "ema": not args.raw,
-                           "sampler_steps": steps, "samples_per_set": args.n,
+                           "sampler_steps": steps, "samples_per_set": args.n, "precision": precision,
                            "sets": [s.tolist() for s in sets]}, args.seed)
-    print(f"{len(sets) * args.n} samples ({config.experiment}, step {step}) -> {out}/grid.png, samples.npz")
+    print(f"{len(sets) * args.n} samples ({config.experiment}, step {step}, {precision}) -> "
+          f"{out}/grid.png, samples.npz")
     return 0
 
 
@@ -188,6 +210,20 @@ def load_kmax_samples(path: Path, step: int, sets_by_k: dict, n: int) -> tuple[d
     return samples_by_k, requested_by_k
 
 
+def kmax_samples_precision(path: Path, requested: str | None) -> str:
+    """The precision the samples in ``path`` were drawn in (``fp32`` for files written before it was
+    recorded); a UserError when ``requested`` (``--precision``) names another one."""
+    import numpy as np
+
+    from empirical.models.precision import LEGACY_PRECISION
+    with np.load(path) as saved:
+        precision = str(saved["precision"]) if "precision" in saved else LEGACY_PRECISION
+    if requested is not None and requested != precision:
+        raise UserError(f"--precision: the samples in {path} were drawn in {precision}, not {requested}; "
+                        f"drop --precision or sample again with --force")
+    return precision
+
+
 def previous_kmax_record(out: Path) -> dict:
     """The ``kmax.json`` in ``out`` (for ``--reuse-samples`` without a checkpoint); a UserError
     when it is missing or lacks the fields a re-detection needs."""
@@ -212,6 +248,7 @@ def _kmax(args) -> int:
     from empirical.clevr.dataset import ClevrDataset
     from empirical.detection.detector import load_detector
     from empirical.evaluation.kmax import annotated_grid, evaluate_kmax, per_k_table
+    from empirical.models.precision import with_precision
     from empirical.models.sampling import sample_for_sets, to_uint8, write_png
     from empirical.training.train import has_model, load_trained
 
@@ -232,6 +269,8 @@ def _kmax(args) -> int:
         label = args.training_objects or training_objects_label(args.run)
         model, config, step = load_trained(args.run)
         experiment, steps = config.experiment, args.sampler_steps or config.schedule.sampler_steps
+        if not args.reuse_samples:
+            model, precision = with_precision(model, args.precision)
     if args.data.startswith("synthetic"):  # blob scenes (smoke runs, `clevr validate --preset tiny`)
         if not has_model(args.run):
             raise UserError("--data synthetic: needs the run's checkpoint (its resolution)")
@@ -241,9 +280,10 @@ def _kmax(args) -> int:
     sets_by_k = location_sets_by_k(location_source, range(args.max_k + 1), args.num_sets)
     if args.reuse_samples:
         samples_by_k, requested_by_k = load_kmax_samples(samples_path, step, sets_by_k, args.n)
+        precision = kmax_samples_precision(samples_path, args.precision)
     else:
         samples_by_k, requested_by_k = {}, {}
-        arrays = {"checkpoint_step": np.array(step)}
+        arrays = {"checkpoint_step": np.array(step), "precision": np.array(precision)}
         for k_objects, sets in sets_by_k.items():
             pixels = to_uint8(sample_for_sets(model, sets, config.resolution, args.n, steps,
                                               args.seed + k_objects, progress=True))
@@ -267,7 +307,7 @@ def _kmax(args) -> int:
               "evaluation": result,
               "run": str(args.run), "checkpoint_step": step, "sampler_steps": steps,
               "num_sets": args.num_sets, "samples_per_set": args.n, "detector": str(args.detector),
-              "reused_samples": bool(args.reuse_samples)}
+              "reused_samples": bool(args.reuse_samples), "precision": precision}
     write_json_atomic(out / "kmax.json", report)
     write_run_record(out, {k: v for k, v in vars(args).items() if k != "func"}, args.seed, name="kmax.run.json")
     print(per_k_table(result))

@@ -37,6 +37,7 @@ from dataclasses import dataclass, replace
 from localcomp.errors import UserError
 
 from empirical.models.patch_local import PatchConfig
+from empirical.models.precision import LEGACY_PRECISION, PRECISIONS
 from empirical.models.unet import SigmaDistribution, UNetConfig
 
 CONDITIONING_MODES = ("all", "one")
@@ -130,6 +131,9 @@ class TrainConfig:
     unet: UNetConfig | None
     patch: PatchConfig | None
     schedule: TrainingSchedule
+    # the network's forward: "fp32" or "bf16" autocast (empirical.models.precision). The default
+    # is what a checkpoint pickled before this field existed reads back: those runs trained in fp32.
+    precision: str = LEGACY_PRECISION
 
     @property
     def resolution(self) -> int:
@@ -143,10 +147,11 @@ def _choice(value: str, options, field: str) -> None:
 
 def make_train_config(experiment: str, preset: str = "mini", seed: int = 0, steps: int | None = None,
                       batch_size: int | None = None, checkpoint_every: int | None = None,
-                      lr: float | None = None) -> TrainConfig:
+                      lr: float | None = None, precision: str = LEGACY_PRECISION) -> TrainConfig:
     """Resolve an experiment name and a preset (plus overrides) into a :class:`TrainConfig`."""
     _choice(experiment, EXPERIMENTS, "--experiment")
     _choice(preset, PRESETS, "--preset")
+    _choice(precision, PRECISIONS, "--precision")
     for name, value in (("--steps", steps), ("--batch-size", batch_size),
                         ("--checkpoint-every", checkpoint_every)):
         if value is not None and value < 1:
@@ -164,7 +169,8 @@ def make_train_config(experiment: str, preset: str = "mini", seed: int = 0, step
                        steps=steps or pre.schedule.steps, lr=lr or pre.schedule.lr,
                        checkpoint_every=checkpoint_every or pre.schedule.checkpoint_every)
     return TrainConfig(experiment=experiment, preset=preset, seed=seed, conditioning=exp.conditioning,
-                       model_type=exp.model_type, unet=unet, patch=patch, schedule=schedule)
+                       model_type=exp.model_type, unet=unet, patch=patch, schedule=schedule,
+                       precision=precision)
 
 
 def build_model(config: TrainConfig):

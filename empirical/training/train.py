@@ -11,6 +11,10 @@ holds the model, EMA, optimizer, step, data-order state and (for completeness) t
 torch/numpy/python RNG states, so a run killed after a checkpoint and resumed produces parameters
 bit-identical to an uninterrupted run (tested in ``tests/test_training.py``).
 
+Precision: ``config.precision`` ``bf16`` runs the objective's forward (network and loss) under
+bfloat16 autocast (``empirical.models.precision``); parameters, gradients, Adam's state, the EMA and
+the loss (cast to float32 before the backward pass and the NaN guard) stay float32.
+
 Distributed: under ``torchrun`` (``WORLD_SIZE > 1``) the process group uses the ``gloo`` backend and
 the training objective is wrapped in ``DistributedDataParallel``; each rank takes its slice of the
 global batch, gradients are averaged, rank 0 writes checkpoints.
@@ -33,6 +37,7 @@ from localcomp.errors import UserError
 from localcomp.provenance import write_bytes_atomic, write_json_atomic, write_run_record
 
 from empirical.models import edm
+from empirical.models.precision import LEGACY_PRECISION, autocast
 from empirical.training.experiments import TrainConfig, build_model
 
 CHECKPOINT = "checkpoint.pt"
@@ -241,7 +246,8 @@ def train(config: TrainConfig, dataset, out_dir, progress: bool = True, stop_aft
     def summary() -> dict:
         return {"experiment": config.experiment, "preset": config.preset, "step": step,
                 "steps": config.schedule.steps, "finished": step >= config.schedule.steps,
-                "history": history, "parameters": parameters, "world_size": world, "rank": rank}
+                "history": history, "parameters": parameters, "world_size": world, "rank": rank,
+                "precision": config.precision}
 
     model.train()
     while step < end:
@@ -253,7 +259,9 @@ def train(config: TrainConfig, dataset, out_dir, progress: bool = True, stop_aft
         images, cond, mask = (t.to(device) for t in collate_sets([dataset[i] for i in local]))
         objects = (cond, mask)  # every object, before `one` drops all but one conditioner
         cond, mask = select_conditioners(cond, mask, config.conditioning, generator)
-        loss = objective(images, cond, mask, generator, config.schedule.sigma, objects)
+        with autocast(device, config.precision):
+            loss = objective(images, cond, mask, generator, config.schedule.sigma, objects)
+        loss = loss.float()  # a no-op in fp32; the loss and its accumulation stay float32 under bf16
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf"))
@@ -310,6 +318,15 @@ def config_differences(saved, config, prefix: str = "") -> list[tuple[str, objec
         elif a != b and name != "schedule.steps":
             out.append((name, a, b))
     return out
+
+
+def checkpoint_precision(out_dir) -> str | None:
+    """The precision of the run whose checkpoint is in ``out_dir`` (``fp32`` for a checkpoint written
+    before precision was recorded); None without a checkpoint. ``clevr train`` resumes in it by default."""
+    path = Path(out_dir) / CHECKPOINT
+    if not path.exists():
+        return None
+    return getattr(load_checkpoint(path)["config"], "precision", LEGACY_PRECISION)
 
 
 def has_model(run_dir) -> bool:
