@@ -109,3 +109,36 @@ def test_fmt_lists_every_sigma_with_its_three_measures():
              "cpc_gap": 0.0} for s in (0.1, 1.0)]
     assert checks._fmt({"per_sigma": rows}) == ("sigma=0.1: pix=1.00e-04 cond=2.00e-03 gap=0.00e+00; "
                                                 "sigma=1: pix=1.00e-03 cond=2.00e-03 gap=0.00e+00")
+
+
+def test_spectral_log_prob_of_a_block_product_is_the_sum_over_blocks():
+    import jax
+
+    from numerics import blocks, composition
+
+    model = checks.base_family(0).models[frozenset("ab")]
+    assert isinstance(model, blocks.BlockProduct)
+    x = np.random.default_rng(4).normal(size=(3, model_dim(model)))
+    sigma = 0.4
+    log_p, _ = composition.spectral_log_prob_and_denoise(composition.spectral_form(model), x, sigma)
+    expected = jax.vmap(lambda y: blocks.log_prob(blocks.noised(model, sigma), y))(x)
+    np.testing.assert_allclose(log_p, expected, rtol=1e-10)
+
+
+def model_dim(model) -> int:
+    return int(sum(len(i) for i in model.indices))
+
+
+# ------------------------------------------------------------------ numerics.locality / gmm
+def test_within_includes_the_tolerance_itself():
+    from numerics.locality import TOLERANCE, within
+
+    assert within(TOLERANCE, TOLERANCE) and not within(TOLERANCE * (1 + 1e-12), TOLERANCE)
+
+
+def test_diagonal_mixture_is_float64_whatever_the_input_precision():
+    from numerics import gmm
+
+    gm = gmm.diagonal_mixture(np.ones(2, np.float32), np.zeros((2, 3), np.float32), np.full((2, 3), 0.1, np.float32))
+    assert gm.weights.dtype == gm.means.dtype == gm.covs.dtype == np.float64
+    np.testing.assert_array_equal(np.diagonal(gm.covs, axis1=1, axis2=2), np.full((2, 3), np.float64(np.float32(0.1))))
