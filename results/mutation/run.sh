@@ -35,7 +35,11 @@ if [ ! -d "$work" ]; then
   cp "$here/mutation_plugin.py" "$work/"
   if [ -n "${MUT_SEED:-}" ]; then
     cp -a "$MUT_SEED/mutants" "$work/mutants"
-    grep -v ': killed$' "$MUT_SEED/results.txt" | sed 's/^ *//; s/:.*//' > "$work/seed-rerun.txt" || true
+    # a sampled seed (sample-*.txt): its sample stays the sample; only its tested, not-killed
+    # mutants are re-tested (the unsampled ones stay "not checked")
+    cp "$MUT_SEED"/sample-*.txt "$work/" 2>/dev/null || true
+    grep -v -e ': killed$' -e ': not checked$' "$MUT_SEED/results.txt" | sed 's/^ *//; s/:.*//' \
+      > "$work/seed-rerun.txt" || true
   fi
 fi
 cd "$work"
@@ -49,7 +53,7 @@ if [ -n "${MUT_SAMPLE:-}" ]; then
   python "$here/sample.py" --per-module "$per_module" --chunk "$chunk_index" --seed "$sample_seed" \
     > "sample-$chunk_index.txt"
   xargs mutmut run --max-children "$children" < "sample-$chunk_index.txt"
-else
+elif ! ls sample-*.txt > /dev/null 2>&1; then
   mutmut run --max-children "$children"
 fi
 if [ -s seed-rerun.txt ] && [ ! -f seed-rerun.done ]; then
