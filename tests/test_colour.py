@@ -226,6 +226,7 @@ def test_cosine_matrix_separates_orthogonal_from_shared_shifts():
         orthogonal[i, i % 4, i // 4, :] = 1.0          # disjoint (channel, position) supports
     s = cosine_summaries(orthogonal)
     assert s["mean_offdiag"] == pytest.approx(0.0) and np.allclose(np.diag(s["matrix"]), 1)
+    assert s["centred_mean_offdiag"] == pytest.approx(1 / 7) and s["common_share"] == pytest.approx(1 / 8)
     g = torch.Generator().manual_seed(0)
     shared = torch.randn(1, 4, 4, 4, generator=g) + 0.05 * torch.randn(8, 4, 4, 4, generator=g)
     assert cosine_summaries(shared)["mean_offdiag"] > 0.95

@@ -22,7 +22,11 @@ every pixel feels the colour has ``inside`` near ``area``.
 each position a coordinate). T8 (Lemma 8.1): factorized conditionals make
 ``(mu_i - mu_b) . (mu_j - mu_b) = 0`` for ``i != j``. We report the ``|cos|`` matrix of the
 ``d_i`` and its mean off-diagonal entry, in the full space, pooled over positions (channel
-vectors) and pooled over channels (position maps).
+vectors) and pooled over channels (position maps); and, because every conditioner also adds
+"an object" (a component common to all ``d_i``), the share of that common component
+(``common_share = ||mean_i d_i||^2 / mean_i ||d_i||^2``) and the ``|cos|`` matrix of the
+centred shifts ``d_i - mean_j d_j`` (exactly orthogonal shifts of equal norm give
+``1 / (n - 1)`` there, ``centred_reference``).
 
 **Removal-support overlap** (:func:`removal_overlap`). On an image with conditioner set ``C``,
 the change from removing ``c_j``, ``Delta_j = F(x, C) - F(x, C minus c_j)``, is turned into an
@@ -161,7 +165,14 @@ def cosine_summaries(shifts: torch.Tensor) -> dict:
     full = abs_cosine_matrix(shifts.flatten(1))
     channels = abs_cosine_matrix(shifts.mean(dim=(-2, -1)))
     positions = abs_cosine_matrix(shifts.abs().mean(1).flatten(1))
+    flat = shifts.flatten(1).double()
+    common = flat.mean(0, keepdim=True)
+    centred = abs_cosine_matrix(flat - common)
+    n = len(flat)
     return {"matrix": full.tolist(), "mean_offdiag": off_diagonal_mean(full),
+            "centred_matrix": centred.tolist(), "centred_mean_offdiag": off_diagonal_mean(centred),
+            "centred_reference": 1 / (n - 1) if n > 1 else None,
+            "common_share": float(common.pow(2).sum() / flat.pow(2).sum(1).mean()),
             "channels_matrix": channels.tolist(), "channels_mean_offdiag": off_diagonal_mean(channels),
             "positions_matrix": positions.tolist(), "positions_mean_offdiag": off_diagonal_mean(positions),
             "dimension": int(shifts[0].numel()),

@@ -21,7 +21,7 @@ import numpy as np
 from empirical.clevr.colour import NUM_COLOURS
 from empirical.clevr.scene import COLOR_NAMES
 from empirical.evaluation.kmax import (BOOTSTRAP_RESAMPLES, DEFAULT_THRESHOLD, bootstrap_kmax, derangement,
-                                       kmax, set_groups, wilson_interval)
+                                       kmax, per_k_table, set_groups, wilson_interval)
 
 
 def colour_histogram(indices) -> np.ndarray:
@@ -117,14 +117,5 @@ def evaluate_colour_kmax(samples_by_k: dict, requested_by_k: dict, detector, rea
 
 
 def colour_table(result: dict) -> str:
-    """Per-K lines: K, samples, strict success, share of requested colours found, its chance."""
-    def cell(value, width):
-        return f"{'n/a':>{width}s}" if value is None else f"{value:{width}.2f}"
-
-    lines = [f"{'K':>3s} {'n':>5s} {'success':>8s} {'found share':>12s} {'chance':>7s} {'detections':>10s}"]
-    for k in sorted(result["counts"], key=int):
-        c = result["counts"][k]
-        lines.append(f"{int(k):3d} {c['n']:5d} {cell(result['per_k'][k], 8)} "
-                     f"{cell(c.get('colour_found_rate'), 12)} {cell(c.get('colour_found_chance'), 7)} "
-                     f"{c['mean_detections']:10.2f}")
-    return "\n".join(lines)
+    """Per-K lines of an :func:`evaluate_colour_kmax` result (``kmax.per_k_table`` on the colour fields)."""
+    return per_k_table(result, found="colour_found_rate", chance="colour_found_chance")

@@ -218,9 +218,10 @@ def evaluate_kmax(samples_by_k: dict[int, np.ndarray], requested_by_k: dict[int,
 PASS_COLOUR, FAIL_COLOUR = (0, 200, 0), (230, 0, 0)
 
 
-def per_k_table(result: dict) -> str:
+def per_k_table(result: dict, found: str = "location_found_rate", chance: str = "found_share_chance") -> str:
     """The per-K lines of an :func:`evaluate_kmax` result: K, samples, strict success rate, share
-    of requested objects found and its chance baseline (``n/a`` where undefined or absent)."""
+    of requested objects found and its chance baseline (``n/a`` where undefined or absent);
+    ``found`` and ``chance`` name those two fields in ``counts`` (colour Kmax: the colour ones)."""
     def cell(value, width):
         return f"{'n/a':>{width}s}" if value is None else f"{value:{width}.2f}"
 
@@ -228,7 +229,7 @@ def per_k_table(result: dict) -> str:
     for k in sorted(result["counts"], key=int):
         c = result["counts"][k]
         lines.append(f"{int(k):3d} {c['n']:5d} {cell(result['per_k'][k], 8)} "
-                     f"{cell(c.get('location_found_rate'), 12)} {cell(c.get('found_share_chance'), 7)}")
+                     f"{cell(c.get(found), 12)} {cell(c.get(chance), 7)}")
     return "\n".join(lines)
 
 
