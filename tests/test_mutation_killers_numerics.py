@@ -142,3 +142,12 @@ def test_diagonal_mixture_is_float64_whatever_the_input_precision():
     gm = gmm.diagonal_mixture(np.ones(2, np.float32), np.zeros((2, 3), np.float32), np.full((2, 3), 0.1, np.float32))
     assert gm.weights.dtype == gm.means.dtype == gm.covs.dtype == np.float64
     np.testing.assert_array_equal(np.diagonal(gm.covs, axis1=1, axis2=2), np.full((2, 3), np.float64(np.float32(0.1))))
+
+
+def test_classify_refuses_an_empty_sigma_sweep_with_its_reason():
+    import pytest
+
+    from numerics.locality import classify
+
+    with pytest.raises(ValueError, match="classify needs at least one sigma"):
+        classify(checks.base_family(0), sigmas=())
