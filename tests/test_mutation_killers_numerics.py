@@ -151,3 +151,24 @@ def test_classify_refuses_an_empty_sigma_sweep_with_its_reason():
 
     with pytest.raises(ValueError, match="classify needs at least one sigma"):
         classify(checks.base_family(0), sigmas=())
+
+
+def test_cpc_gap_is_the_closed_form_gap_relative_to_one_plus_the_rms_log_density():
+    """2 pixels, ``M(a) = {0}``: null ``N(0, I)``, ``p(.|a) = N(0, [[1, r], [r, 1]])``. CPC's
+    sum for ``{a}`` is ``log N(x0; 0, 1) + log N(x1; 0, 1)``; the gap is
+    ``max |log p - sum| / (1 + rms log p)`` over the points, here from scipy's densities."""
+    from scipy.stats import multivariate_normal, norm
+
+    from numerics import gmm
+    from numerics.locality import cpc_gap
+
+    r = 0.6
+    cov = np.array([[1.0, r], [r, 1.0]])
+    models = {F.EMPTY: gmm.GaussianMixture(np.ones(1), np.zeros((1, 2)), np.eye(2)[None]),
+              frozenset("a"): gmm.GaussianMixture(np.ones(1), np.zeros((1, 2)), cov[None])}
+    family = F.ConditionalFamily(pixels=2, channels=1, masks={"a": (0,)}, models=models)
+    x = np.array([[0.3, -1.2], [1.5, 0.7], [-0.4, 0.1]])
+    logp = multivariate_normal(np.zeros(2), cov).logpdf(x)
+    gap = np.abs(logp - norm.logpdf(x[:, 0]) - norm.logpdf(x[:, 1]))
+    expected = gap.max() / (1.0 + np.sqrt(np.mean(logp ** 2)))
+    np.testing.assert_allclose(cpc_gap(family, models, frozenset("a"), x), expected, rtol=1e-10)
