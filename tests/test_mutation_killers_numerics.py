@@ -88,7 +88,7 @@ def test_compose_scores_refuses_an_empty_composition_with_its_reason():
 
     from numerics import composition
 
-    with pytest.raises(ValueError, match="compose at least one distribution"):
+    with pytest.raises(ValueError, match=r"^compose at least one distribution$"):
         composition.compose_scores(np.zeros(2), [])
 
 
@@ -149,7 +149,7 @@ def test_classify_refuses_an_empty_sigma_sweep_with_its_reason():
 
     from numerics.locality import classify
 
-    with pytest.raises(ValueError, match="classify needs at least one sigma"):
+    with pytest.raises(ValueError, match=r"^classify needs at least one sigma$"):
         classify(checks.base_family(0), sigmas=())
 
 
