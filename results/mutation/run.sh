@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Mutation testing of the checks with mutmut (issue 14 item 4).
 #
-#   results/mutation/run.sh STAGE [REV]     STAGE: theory | numerics
+#   results/mutation/run.sh STAGE [REV]     STAGE: theory | numerics | numerics-spec
 #
 # Runs in a snapshot of the committed tree at REV (default HEAD) under $MUT_WORK (default
 # /tmp/localcomp-mutation/STAGE-REV), so the shared working tree is untouched and the score
