@@ -44,6 +44,12 @@ CASES = [
     (lambda s: s["masks"].__setitem__("a", [2]),
      "spec field masks.a: must be a non-empty list of pixel indices in [0, 2)"),
     (lambda s: s.__setitem__("models", []), "spec field models: must be a non-empty list"),
+    (lambda s: s["models"][1].__setitem__("conditioners", "a"),
+     "spec field models[1].conditioners: must be a list of conditioner ids"),
+    (lambda s: s["models"][1].__setitem__("conditioners", ["b"]),
+     "spec field models[1].conditioners: ids ['b'] have no entry in masks"),
+    (lambda s: s["models"][1].__setitem__("conditioners", []),
+     "spec field models[1].conditioners: set [] appears twice"),
 ]
 
 
