@@ -44,6 +44,8 @@ CASES = [
     (lambda s: s["masks"].__setitem__("a", [2]),
      "spec field masks.a: must be a non-empty list of pixel indices in [0, 2)"),
     (lambda s: s.__setitem__("models", []), "spec field models: must be a non-empty list"),
+    (lambda s: s["models"][0]["components"][0].__setitem__("var", -1.0),
+     "spec field models[0].components[0].var: must be positive definite"),
     (lambda s: s["models"][1].__setitem__("conditioners", "a"),
      "spec field models[1].conditioners: must be a list of conditioner ids"),
     (lambda s: s["models"][1].__setitem__("conditioners", ["b"]),
