@@ -51,7 +51,8 @@ import numpy as np
 import torch
 
 from empirical.diagnostics.locality import (DEFAULT_SIGMAS, conditional_change_maps,
-                                            conditional_locality_per_removal, disc_footprints, noisy_images)
+                                            conditional_locality_per_removal, cosines_from_gram,
+                                            disc_footprints, noisy_images)
 
 FEATURE_LAYERS = ("mid", "dec")
 
@@ -145,9 +146,7 @@ def spaces_of(model, x, sigma, cond, mask, layers=FEATURE_LAYERS) -> dict[str, t
 def abs_cosine_matrix(vectors: torch.Tensor) -> np.ndarray:
     """``|cos|`` between the rows of ``vectors [n, d]`` -> ``[n, n]`` (nan for a zero row)."""
     v = vectors.double()
-    norms = v.norm(dim=1)
-    gram = (v @ v.T) / (norms[:, None] * norms[None, :])
-    return gram.abs().numpy()
+    return cosines_from_gram(v @ v.T).abs().numpy()
 
 
 def off_diagonal_mean(matrix: np.ndarray) -> float:

@@ -468,3 +468,12 @@ def measure_denoiser_locality(denoiser: SetDenoiser, dataset, num_images: int = 
     result = measure_locality(denoiser, clean, cond, mask, sigmas, seed=seed, **options)
     result["images"] = indices
     return result
+
+
+def cosines_from_gram(gram: torch.Tensor) -> torch.Tensor:
+    """Cosines ``G_ij / sqrt(G_ii G_jj)`` of a Gram matrix ``G [n, n]`` of ``n`` vectors (nan
+    where a vector is zero). Shared by the colour and text-to-image mean-shift (T8) measures."""
+    norms = gram.diagonal().clamp_min(0).sqrt()
+    den = norms[:, None] * norms[None, :]
+    return torch.where(den > 0, gram / torch.where(den > 0, den, torch.ones_like(den)),
+                       torch.full_like(gram, float("nan")))

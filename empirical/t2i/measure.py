@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from empirical.diagnostics.locality import (effective_radius, jacobian_energy_maps, pixel_distances,
-                                            pixel_locality_summary)
+from empirical.diagnostics.locality import (cosines_from_gram, effective_radius, jacobian_energy_maps,
+                                            pixel_distances, pixel_locality_summary)
 
 OUTPUT = "output"  # the group name of the denoiser output D itself
 
@@ -186,12 +186,6 @@ def _divide(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
     return torch.where(den > 0, num / torch.where(den > 0, den, torch.ones_like(den)), torch.full_like(num, float("nan")))
 
 
-def _cosines(gram: torch.Tensor) -> torch.Tensor:
-    """``gram_ij / sqrt(gram_ii gram_jj)`` (nan where a norm is 0)."""
-    norms = gram.diagonal().clamp_min(0).sqrt()
-    return _divide(gram, norms[:, None] * norms[None, :])
-
-
 def _nan_to_none(value):
     if isinstance(value, list):
         return [_nan_to_none(v) for v in value]
@@ -219,7 +213,7 @@ def pair_matrices(stats: list[PartStats]) -> dict[str, torch.Tensor]:
 def pair_summary(matrices: dict[str, torch.Tensor]) -> dict:
     """``mean_shift_cosine`` (T8), ``support_overlap`` (Bhattacharyya coefficient of the change
     energies: 1 = same units, 0 = disjoint units) and their mean ``|.|`` off the diagonal."""
-    cos = _cosines(matrices["gram"])
+    cos = cosines_from_gram(matrices["gram"])
     e = matrices["energy"]
     overlap = _divide(matrices["overlap_num"], (e[:, None] * e[None, :]).sqrt())
     return {"mean_shift_cosine": _nan_to_none(cos.tolist()),
