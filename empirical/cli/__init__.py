@@ -3,12 +3,14 @@
 Data jobs (``render``, ``detector``) are defined in ``empirical.cli.data``; model jobs
 (``train``, ``sample``, ``kmax``, ``table``) in ``empirical.cli.model``; diagnostics (``locality``,
 ``correlate``) in ``empirical.cli.diagnostics``; the colour-conditioned measurements (``colour``)
-in ``empirical.cli.colour``; the whole validation (``validate``) in
+in ``empirical.cli.colour``; ``agreement`` (r² between denoisers) in
+``empirical.cli.agreement``; the whole validation (``validate``) in
 ``empirical.cli.validate`` over ``empirical.validation``.
 """
 
 
 def add_parser(subparsers) -> None:
+    from empirical.cli.agreement import add_agreement_command
     from empirical.cli.colour import add_colour_commands
     from empirical.cli.data import add_data_commands
     from empirical.cli.diagnostics import add_diagnostics_commands
@@ -24,3 +26,4 @@ def add_parser(subparsers) -> None:
     add_validate_command(clevr)
     add_machine_command(clevr)
     add_colour_commands(clevr)
+    add_agreement_command(clevr)
