@@ -1,4 +1,4 @@
-"""Diagnostics jobs: ``clevr locality`` and ``clevr correlate`` (heavy imports inside the handlers).
+"""Diagnostics jobs: ``clevr locality``, ``clevr correlate`` and ``clevr dose-response`` (heavy imports inside the handlers).
 
 ``localcomp clevr locality --run RUN_DIR --data DATA [--sigmas S ...] [--num-images N] [--seed S]
 [--out DIR] [--precision fp32|bf16]`` measures pixel and conditional locality (``empirical.diagnostics.locality``) of a trained denoiser
@@ -9,6 +9,10 @@ at ``x = image + sigma * noise`` for the first ``N`` images of ``DATA`` (a CLEVR
 ``localcomp clevr correlate --entries A/locality.json B/locality.json ... [--kmax ...] --out DIR``
 pairs each locality file with its run's ``kmax.json`` and writes ``correlation.json`` (Spearman
 rank correlations with Kmax) and ``correlation.png``. See docs/locality-diagnostics.md.
+
+``localcomp clevr dose-response --point SERIES:K:RUN_DIR ... --out DIR`` draws strict and
+extras-allowed Kmax, the found share and the conditional leakage of every point against the patch
+half-width K (``empirical.evaluation.dose_response``): ``dose_response.json``, ``dose_response.png``.
 """
 
 from __future__ import annotations
@@ -62,6 +66,17 @@ def add_diagnostics_commands(clevr_subparsers) -> None:
     c.add_argument("--out", required=True, help="output directory (correlation.json, correlation.png)")
     c.add_argument("--force", action="store_true", help="overwrite correlation.json already in --out")
     c.set_defaults(func=_correlate)
+
+    d = clevr_subparsers.add_parser("dose-response", help="Kmax, found share and leakage against patch size k "
+                                    "for series of runs (machine and learned) on shared axes")
+    d.add_argument("--point", required=True, nargs="+", metavar="SERIES:K:RUN_DIR",
+                   help="a run folder holding kmax.json (and locality/locality.json) at patch half-width K "
+                        "(or 'nonlocal'), in a named series")
+    d.add_argument("--found-k", type=int, nargs="+", default=[6, 8],
+                   help="K at which the share of requested objects found is plotted (default 6 8)")
+    d.add_argument("--out", required=True, help="output directory (dose_response.json, dose_response.png)")
+    d.add_argument("--force", action="store_true", help="overwrite dose_response.json already in --out")
+    d.set_defaults(func=_dose_response)
 
 
 # -- locality --------------------------------------------------------------------------------------
@@ -278,4 +293,26 @@ def _correlate(args) -> int:
         print(f"{m}: Spearman rho vs Kmax = {'undefined' if rho is None else f'{rho:+.3f}'} "
               f"(n = {correlations.get(m, {}).get('n', 0)})")
     print(f"{out}/correlation.json, correlation.png")
+    return 0
+
+
+def _dose_response(args) -> int:
+    from localcomp.provenance import check_writable_dir, refuse_overwrite, write_json_atomic, write_run_record
+    from numerics.experiments.common import save_figure
+    from empirical.evaluation.dose_response import dose_response_figure, load_point
+
+    if any(k < 0 for k in args.found_k):
+        raise UserError(f"--found-k: must be >= 0, got {args.found_k}")
+    points = [load_point(spec, args.found_k) for spec in args.point]
+    out = Path(args.out)
+    check_writable_dir(out, "--out")
+    refuse_overwrite([out / "dose_response.json"], args.force)
+    save_figure(dose_response_figure(points, args.found_k), out / "dose_response.png")
+    write_json_atomic(out / "dose_response.json", {"points": points, "found_k": list(args.found_k)})
+    write_run_record(out, {k: v for k, v in vars(args).items() if k != "func"}, None)
+    for p in points:
+        leak = "n/a" if p["conditional_leakage"] is None else f"{p['conditional_leakage']:.2f}"
+        print(f"{p['series']} k={p['k']}: Kmax {p['kmax']} {p['kmax_bootstrap95']}, extras allowed "
+              f"{p['kmax_requested_found']}, leakage {leak}")
+    print(f"{out}/dose_response.json")
     return 0
