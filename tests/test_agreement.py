@@ -35,6 +35,16 @@ def test_r_squared_is_one_minus_residual_over_the_targets_variance_not_the_predi
     assert float(r_squared(target, prediction)[0]) < float(r_squared(prediction, target)[0])
 
 
+def test_r_squared_about_the_mean_image_is_zero_for_the_mean_image_where_the_per_image_one_is_not():
+    g = torch.Generator().manual_seed(2)
+    shared = torch.linspace(-1, 1, 64).view(1, 1, 8, 8).expand(4, 3, 8, 8)      # a common background
+    target = shared + 0.1 * torch.randn(4, 3, 8, 8, generator=g)
+    mean_image = target.mean(0, keepdim=True)
+    specific = r_squared(mean_image.expand_as(target), target, mean_image)
+    assert torch.allclose(specific, torch.zeros(4, dtype=torch.float64), atol=1e-12)
+    assert bool((r_squared(mean_image.expand_as(target), target) > 0.9).all())
+
+
 def test_summarize_drops_nan_and_orders_its_quartiles():
     s = summarize(torch.tensor([0.1, float("nan"), 0.5, 0.9, 0.3], dtype=torch.float64))
     assert s["n"] == 4 and s["q25"] <= s["median"] <= s["q75"]
@@ -96,8 +106,11 @@ def test_clevr_agreement_end_to_end_on_machines(tmp_path, capsys):
     assert len(report["images"]) == 4 and min(report["images"]) >= 100
     assert report["runs"]["nonlocal"]["experiment"] == "machine-nonlocal"
     assert report["per_sigma"][0]["r2"]["k1"]["k1-copy"]["median"] == pytest.approx(1.0, abs=1e-9)
-    assert report["samples"]["r2"]["2"]["k1"]["k1-copy"]["median"] == pytest.approx(1.0, abs=1e-9)
-    assert report["samples"]["r2"]["2"]["k1"]["nonlocal"]["median"] < 0.999
+    samples = report["samples"]["r2"]["2"]["k1"]
+    assert samples["k1-copy"]["r2"]["median"] == pytest.approx(1.0, abs=1e-9)
+    assert samples["nonlocal"]["r2"]["median"] < 0.999
+    assert samples["nonlocal"]["r2_vs_mean_image"]["median"] < samples["nonlocal"]["r2"]["median"]
+    assert report["best_reference"]["r2_vs_mean_image"]["k1"][0]["reference"] == "k1-copy"
     assert (out / "agreement.png").stat().st_size > 0 and (out / "run.json").exists()
     capsys.readouterr()
     assert main(args) == 2                          # refuses to replace agreement.json

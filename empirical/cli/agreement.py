@@ -7,7 +7,8 @@
 For the first ``N`` items of ``DATA`` from index ``I`` with ``min..max`` conditioners, at
 ``x = image + sigma * noise`` (one noise draw, seeded), every ``--references`` run's output is
 scored as a model of every ``--runs`` run's output by the per-image r²
-(:mod:`empirical.diagnostics.agreement`, Kamb & Ganguli's comparison); with ``--sample-k`` also
+(:mod:`empirical.diagnostics.agreement`, Kamb & Ganguli's comparison), about each image's mean and
+about the mean image (the image-specific part); with ``--sample-k`` also
 on whole samples drawn from the same initial noise for ``M`` location sets of each ``K``.
 Writes ``agreement.json``, ``agreement.png`` and ``run.json`` into ``DIR``. Any run folder that
 ``clevr kmax`` reads works on either side (trained checkpoints and ``clevr machine`` folders).
@@ -124,7 +125,8 @@ def _agreement(args) -> int:
               "definition": "per image r2 = 1 - ||D_ref - D_run||^2 / ||D_run - mean(D_run)||^2 on the same "
                             "x = image + sigma * noise and conditioners; summaries over images",
               "per_sigma": result["per_sigma"],
-              "best_reference": {t: best_reference(result, t) for t in targets}}
+              "best_reference": {m: {t: best_reference(result, t, measure=m) for t in targets}
+                                 for m in ("r2", "r2_vs_mean_image")}}
     if args.sample_k:
         from empirical.cli.model import location_sets_by_k
         sets = location_sets_by_k(dataset, args.sample_k, args.sample_sets)
@@ -134,40 +136,46 @@ def _agreement(args) -> int:
     save_figure(agreement_figure(report), out / "agreement.png")
     write_json_atomic(out / "agreement.json", report)
     write_run_record(out, {k: v for k, v in vars(args).items() if k != "func"}, args.seed)
-    for t in targets:
-        cells = ", ".join(f"σ={b['sigma']:g}: {b['reference']} {b['median']:.3f}" for b in report["best_reference"][t]
-                          if b["reference"] is not None)
-        print(f"{t}: best median r² per sigma: {cells}")
+    for m in ("r2", "r2_vs_mean_image"):
+        for t in targets:
+            cells = ", ".join(f"σ={b['sigma']:g}: {b['reference']} {b['median']:.3f}"
+                              for b in report["best_reference"][m][t] if b["reference"] is not None)
+            print(f"{t}: best median {m} per sigma: {cells}")
     print(f"{out}/agreement.json")
     return 0
 
 
 def agreement_figure(report: dict):
-    """One panel per target: median r² (quartile band) of each reference, the clean image (dashed)
-    and the other targets (dotted) against sigma."""
+    """One column per target, one row per measure (r² about each image's mean; about the mean
+    image): median (quartile band) of each reference, the clean image (dashed) and the other
+    targets (dotted) against sigma."""
     from numerics.experiments.common import matplotlib_headless
 
     plt = matplotlib_headless()
     targets = report["targets"]
-    fig, axes = plt.subplots(1, len(targets), figsize=(4.2 * len(targets), 3.4), squeeze=False)
+    measures = (("r2", "median r² (about each image's mean)"),
+                ("r2_vs_mean_image", "median r² (about the mean image)"))
+    fig, axes = plt.subplots(2, len(targets), figsize=(4.2 * len(targets), 6.6), squeeze=False)
     sigmas = [row["sigma"] for row in report["per_sigma"]]
-    others = lambda t: [*report["references"], "clean", *[o for o in targets if o != t]]  # noqa: E731
-    for ax, t in zip(axes[0], targets):
-        for r in others(t):
-            med = [row["r2"][t][r]["median"] for row in report["per_sigma"]]
-            lo = [row["r2"][t][r]["q25"] for row in report["per_sigma"]]
-            hi = [row["r2"][t][r]["q75"] for row in report["per_sigma"]]
-            style = "--" if r == "clean" else (":" if r in targets else "-")
-            line, = ax.plot(sigmas, [float("nan") if m is None else m for m in med], style, marker="o", ms=3, label=r)
-            if r in report["references"]:
-                ax.fill_between(sigmas, [float("nan") if v is None else v for v in lo],
-                                [float("nan") if v is None else v for v in hi], color=line.get_color(), alpha=0.15)
-        ax.set_xscale("log")
-        ax.set_ylim(-0.2, 1.02)
-        ax.axhline(0, color="0.7", lw=0.6)
-        ax.set_xlabel("σ")
-        ax.set_title(f"{t} ({report['runs'][t]['experiment']}) explained by", fontsize=9)
-    axes[0][0].set_ylabel("median r² over images")
+    nan = lambda v: float("nan") if v is None else v  # noqa: E731
+    for col, t in enumerate(targets):
+        others = [*report["references"], "clean", *[o for o in targets if o != t]]
+        for row_index, (measure, ylabel) in enumerate(measures):
+            ax = axes[row_index][col]
+            for r in others:
+                stats = [row[measure][t][r] for row in report["per_sigma"]]
+                style = "--" if r == "clean" else (":" if r in targets else "-")
+                line, = ax.plot(sigmas, [nan(s["median"]) for s in stats], style, marker="o", ms=3, label=r)
+                if r in report["references"]:
+                    ax.fill_between(sigmas, [nan(s["q25"]) for s in stats], [nan(s["q75"]) for s in stats],
+                                    color=line.get_color(), alpha=0.15)
+            ax.set_xscale("log")
+            ax.set_ylim(-0.5 if row_index else -0.2, 1.02)
+            ax.axhline(0, color="0.7", lw=0.6)
+            ax.set_xlabel("σ")
+            if col == 0:
+                ax.set_ylabel(ylabel, fontsize=8)
+            ax.set_title(f"{t} ({report['runs'][t]['experiment']}) explained by", fontsize=9)
     axes[0][-1].legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     return fig

@@ -13,6 +13,11 @@ is the network's output (what is explained), ``pred`` the reference's (the machi
 is identical output; r² = 0 explains no more than the image's mean colour; it is negative
 when the prediction is worse than that.
 
+At large sigma every good denoiser returns nearly the dataset's mean image, whose background
+and floor alone make that r² close to 1. The second measure, ``r2_vs_mean_image``, asks how much
+of the *image-specific* part of the target it explains: the baseline is the target's mean output
+over the evaluated images, per pixel, instead of each image's mean.
+
 All denoisers are ``D(x [B,3,H,W], sigma [B], cond [B,K,2], mask [B,K]) -> [B,3,H,W]``.
 """
 
@@ -26,14 +31,17 @@ import torch
 Denoiser = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def r_squared(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def r_squared(prediction: torch.Tensor, target: torch.Tensor, baseline: torch.Tensor | None = None) -> torch.Tensor:
     """Per-image r² of ``prediction`` as a model of ``target``: both ``[B, ...]`` -> ``[B]`` float64.
-    ``nan`` for an image whose target is constant (no variance to explain)."""
+
+    The variance explained is about ``baseline`` (broadcast to ``target``; default each image's
+    own mean over pixels and channels). ``nan`` for an image whose target equals its baseline."""
     if prediction.shape != target.shape:
         raise ValueError(f"prediction {tuple(prediction.shape)} and target {tuple(target.shape)} differ")
     p, t = prediction.double().flatten(1), target.double().flatten(1)
+    base = t.mean(1, keepdim=True) if baseline is None else baseline.double().expand_as(target).flatten(1)
     residual = ((p - t) ** 2).sum(1)
-    total = ((t - t.mean(1, keepdim=True)) ** 2).sum(1)
+    total = ((t - base) ** 2).sum(1)
     return torch.where(total > 0, 1 - residual / total.clamp(min=torch.finfo(torch.float64).tiny),
                        torch.full_like(total, math.nan))
 
@@ -68,7 +76,8 @@ def agreement_at_sigmas(targets: Mapping[str, Denoiser], references: Mapping[str
     ``clean [B,3,H,W]``, ``cond [B,K,2]``, ``mask [B,K]``. Besides the references, every target
     is also scored against the clean image (``"clean"``: how much of the network's output the
     truth explains) and against the other targets, so a reference's r² can be read against them.
-    Returns ``{"per_sigma": [{"sigma", "r2": {target: {reference: summary}}, "per_image": ...}]}``.
+    Returns ``{"per_sigma": [{"sigma", "r2": {target: {reference: summary}}, "r2_vs_mean_image": (same),
+    "per_image": ...}]}``.
     """
     if not sigmas or any(not (s > 0 and math.isfinite(s)) for s in sigmas):
         raise ValueError(f"sigmas: need positive finite noise levels, got {list(sigmas)}")
@@ -87,22 +96,26 @@ def agreement_at_sigmas(targets: Mapping[str, Denoiser], references: Mapping[str
         x = clean + sigma * noise
         outputs = {name: denoiser_outputs(d, x, sigma, cond, mask) for name, d in {**targets, **references}.items()}
         outputs["clean"] = clean.float()
-        row, per_image = {}, {}
+        row, row_specific, per_image = {}, {}, {}
         for t in targets:
-            scores = {r: r_squared(outputs[r], outputs[t]) for r in [*references, "clean", *targets] if r != t}
+            others = [r for r in [*references, "clean", *targets] if r != t]
+            scores = {r: r_squared(outputs[r], outputs[t]) for r in others}
+            mean_image = outputs[t].mean(0, keepdim=True)
             row[t] = {r: summarize(v) for r, v in scores.items()}
+            row_specific[t] = {r: summarize(r_squared(outputs[r], outputs[t], mean_image)) for r in others}
             per_image[t] = {r: [None if math.isnan(x) else x for x in v.tolist()] for r, v in scores.items()}
-        per_sigma.append({"sigma": float(sigma), "r2": row, "per_image": per_image})
+        per_sigma.append({"sigma": float(sigma), "r2": row, "r2_vs_mean_image": row_specific,
+                          "per_image": per_image})
     return {"per_sigma": per_sigma, "seed": seed, "targets": list(targets), "references": list(references)}
 
 
-def best_reference(result: dict, target: str, statistic: str = "median") -> list[dict]:
-    """Per sigma, the reference with the highest r² ``statistic`` for ``target`` (references only,
-    not ``clean`` or other targets)."""
+def best_reference(result: dict, target: str, statistic: str = "median", measure: str = "r2") -> list[dict]:
+    """Per sigma, the reference with the highest ``measure`` (``r2`` or ``r2_vs_mean_image``)
+    ``statistic`` for ``target`` (references only, not ``clean`` or other targets)."""
     refs = result["references"]
     out = []
     for row in result["per_sigma"]:
-        scores = {r: row["r2"][target][r][statistic] for r in refs if row["r2"][target][r][statistic] is not None}
+        scores = {r: row[measure][target][r][statistic] for r in refs if row["r2"][target][r][statistic] is not None}
         best = max(scores, key=scores.get) if scores else None
         out.append({"sigma": row["sigma"], "reference": best, statistic: scores.get(best)})
     return out
@@ -115,13 +128,16 @@ def sample_agreement(targets: Mapping[str, Denoiser], references: Mapping[str, D
     reverse trajectories): every denoiser samples every location set of ``sets_by_k``
     (``{K: [cond [K,2], ...]}``) with the Heun sampler and noise seeded by ``(seed, set, 0)``
     (:func:`empirical.models.sampling.sample_for_sets`), and each reference's sample is scored as
-    a model of each target's. Returns ``{K: {target: {reference: summary}}}`` (keys as strings)."""
+    a model of each target's. Returns ``{K: {target: {reference: {"r2": summary, "r2_vs_mean_image":
+    summary}}}}`` (K as strings)."""
     from empirical.models.sampling import sample_for_sets
 
     out = {}
     for k, sets in sets_by_k.items():
         samples = {name: sample_for_sets(d, list(sets), resolution, 1, num_steps, seed)
                    for name, d in {**targets, **references}.items()}
-        out[str(k)] = {t: {r: summarize(r_squared(samples[r], samples[t]))
+        out[str(k)] = {t: {r: {"r2": summarize(r_squared(samples[r], samples[t])),
+                               "r2_vs_mean_image": summarize(r_squared(samples[r], samples[t],
+                                                                       samples[t].mean(0, keepdim=True)))}
                            for r in [*references, *targets] if r != t} for t in targets}
     return out
