@@ -52,6 +52,19 @@ def test_resume_rejects_a_different_config(tmp_path, blobs):
               progress=False)
 
 
+def test_k_override_sets_a_patch_models_half_width_and_is_refused_for_a_unet(tmp_path, blobs):
+    assert make_train_config("exp2l", "tiny").patch.k == 2
+    wide = make_train_config("exp2l", "tiny", k=4)
+    assert wide.patch.k == 4 and wide.experiment == "exp2l"
+    with pytest.raises(UserError, match="--k: exp1 is a UNet experiment"):
+        make_train_config("exp1", "tiny", k=3)
+    with pytest.raises(UserError, match="--k: must be >= 0"):
+        make_train_config("exp2l", "tiny", k=-1)
+    train(make_train_config("exp2l", "tiny", steps=2, checkpoint_every=2, k=1), blobs, tmp_path, progress=False)
+    with pytest.raises(UserError, match=r"patch\.k \(1 in the checkpoint, 2 now\)"):
+        train(make_train_config("exp2l", "tiny", steps=4), blobs, tmp_path, progress=False)
+
+
 class _KilledDuringStep(torch.utils.data.Dataset):
     """The wrapped dataset; raises KeyboardInterrupt (a kill) once ``limit`` items were read."""
 

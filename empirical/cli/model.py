@@ -44,6 +44,8 @@ def add_model_commands(clevr_subparsers) -> None:
     t.add_argument("--batch-size", type=int, default=None, help="global batch size (default: preset)")
     t.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints")
     t.add_argument("--lr", type=float, default=None, help="learning rate (default: preset)")
+    t.add_argument("--k", type=int, default=None,
+                   help="patch experiments: patch half-width in cells (default: the experiment's)")
     t.add_argument("--precision", choices=PRECISIONS, default=None,
                    help=precision_help.replace("(default: ", "(default: the checkpoint's when resuming, else ")
                    + "; resuming in another precision than the checkpoint's is refused")
@@ -106,7 +108,7 @@ def _train(args) -> int:
     precision = (args.precision or checkpoint_precision(args.out)
                  or resolve_precision(None, training_device()))
     config = make_train_config(args.experiment, args.preset, args.seed, args.steps, args.batch_size,
-                               args.checkpoint_every, args.lr, precision)
+                               args.checkpoint_every, args.lr, precision, args.k)
     conditioner = EXPERIMENTS[args.experiment].conditioner  # "colour": the colour view of --data
     dataset = load_training_data(args.data, config.resolution, args.seed, conditioner)
     try:

@@ -147,8 +147,12 @@ def _choice(value: str, options, field: str) -> None:
 
 def make_train_config(experiment: str, preset: str = "mini", seed: int = 0, steps: int | None = None,
                       batch_size: int | None = None, checkpoint_every: int | None = None,
-                      lr: float | None = None, precision: str = LEGACY_PRECISION) -> TrainConfig:
-    """Resolve an experiment name and a preset (plus overrides) into a :class:`TrainConfig`."""
+                      lr: float | None = None, precision: str = LEGACY_PRECISION,
+                      k: int | None = None) -> TrainConfig:
+    """Resolve an experiment name and a preset (plus overrides) into a :class:`TrainConfig`.
+
+    ``k`` overrides a patch experiment's patch half-width (the dose-response over k); refused for
+    a UNet experiment, which has no patch."""
     _choice(experiment, EXPERIMENTS, "--experiment")
     _choice(preset, PRESETS, "--preset")
     _choice(precision, PRECISIONS, "--precision")
@@ -159,11 +163,17 @@ def make_train_config(experiment: str, preset: str = "mini", seed: int = 0, step
     if lr is not None and not lr > 0:
         raise UserError(f"--lr: must be > 0, got {lr}")
     exp, pre = EXPERIMENTS[experiment], PRESETS[preset]
+    if k is not None:
+        if exp.model_type != "patch":
+            raise UserError(f"--k: {experiment} is a UNet experiment (no patch); --k applies to the patch "
+                            f"experiments ({', '.join(n for n, e in EXPERIMENTS.items() if e.model_type == 'patch')})")
+        if k < 0:
+            raise UserError(f"--k: must be >= 0, got {k}")
     unet = patch = None
     if exp.model_type == "unet":
         unet = replace(pre.unet, cond_mode=exp.cond_mode, cond_input=exp.conditioner)
     else:
-        patch = PatchConfig(img_resolution=pre.resolution, k=exp.k, background=exp.background,
+        patch = PatchConfig(img_resolution=pre.resolution, k=exp.k if k is None else k, background=exp.background,
                             net=replace(pre.patch_net, cond_mode=exp.cond_mode))
     schedule = replace(pre.schedule, batch_size=batch_size or pre.schedule.batch_size,
                        steps=steps or pre.schedule.steps, lr=lr or pre.schedule.lr,
