@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from empirical.clevr.synthetic import BlobDataset
-from empirical.models.machine import (LocalConditionalMachine, MachineConfig, machine_from_dataset,
-                                      reference_denoise)
+from empirical.models.machine import (LocalConditionalMachine, MachineConfig, load_machine_run,
+                                      machine_from_dataset, reference_denoise)
 from localcomp.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,3 +108,71 @@ def test_machine_run_folder_is_read_by_kmax_and_refuses_overwrite(tmp_path, caps
 def test_machine_from_dataset_limit():
     data = BlobDataset(size=10, resolution=16, min_objects=0, max_objects=2)
     assert len(machine_from_dataset(MachineConfig(16, 16, 1), data, limit=4)) == 4
+
+
+def small_problem(seed=2, noise=0.3):
+    train = BlobDataset(size=24, resolution=16, min_objects=0, max_objects=2, seed=1)
+    images, cond, mask = batch(train, range(24))
+    clean, qcond, qmask = batch(BlobDataset(size=3, resolution=16, min_objects=1, max_objects=3, seed=seed), range(3))
+    x = clean + noise * torch.randn(clean.shape, generator=torch.Generator().manual_seed(0))
+    return (images, cond, mask), x, qcond, qmask
+
+
+@pytest.mark.parametrize("grid,k", [(8, 1), (8, 3), (1, 0)])
+def test_boxsum_path_equals_the_plain_loop_and_the_matmul_path(grid, k):
+    train, x, qcond, qmask = small_problem()
+    sigma = torch.tensor([0.3, 0.2, 0.4])
+    box = LocalConditionalMachine(MachineConfig(16, grid, k, 0.3, method="boxsum"), *train)
+    assert box.method == "boxsum" and box.stored is None and box.patch_norms is None   # no per-cell patches
+    matmul = LocalConditionalMachine(MachineConfig(16, grid, k, 0.3, method="matmul"), *train)
+    out = box(x, sigma, qcond, qmask)
+    slow = reference_denoise(box.config, *train, x, sigma, qcond, qmask)
+    assert torch.allclose(out, slow, atol=1e-5), float((out - slow).abs().max())
+    assert torch.allclose(out, matmul(x, sigma, qcond, qmask), atol=1e-6)
+    # the conditioners matter here, so the box-sum path is checked with its conditioner term
+    assert float((out - box(x, sigma, qcond, torch.zeros_like(qmask))).abs().max()) > 1e-3
+
+
+def test_boxsum_float32_is_accurate_at_small_sigma_without_the_expansion():
+    train, x, qcond, qmask = small_problem(noise=0.005)
+    sigma = torch.full((3,), 0.005)
+    config = MachineConfig(16, 8, 3, 0.3, dtype="float32", method="boxsum")
+    out = LocalConditionalMachine(config, *train)(x, sigma, qcond, qmask)
+    slow = reference_denoise(config, *train, x, sigma, qcond, qmask)
+    assert torch.allclose(out, slow, atol=1e-5), float((out - slow).abs().max())
+
+
+@pytest.mark.parametrize("grid,k", [(8, 2), (1, 0)])
+def test_gradients_in_x_agree_between_the_paths(grid, k):
+    train, x, qcond, qmask = small_problem()
+    cotangent = torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+    grads = {}
+    for method in ("matmul", "boxsum"):
+        machine = LocalConditionalMachine(MachineConfig(16, grid, k, 0.3, method=method), *train)
+        _, vjp = torch.func.vjp(lambda xx: machine(xx, torch.full((3,), 0.3), qcond, qmask), x)  # as locality does
+        grads[method] = vjp(cotangent)[0]
+    assert float(grads["boxsum"].abs().max()) > 1e-3                # not zero against zero
+    assert torch.allclose(grads["boxsum"], grads["matmul"], atol=1e-8)
+
+
+def test_auto_takes_boxsum_for_large_patches_and_matmul_for_small_ones():
+    auto = {k: MachineConfig(32, 16, k).resolved_method for k in range(9)}
+    assert auto[0] == auto[1] == "matmul" and auto[4] == auto[6] == auto[8] == "boxsum", auto
+    assert MachineConfig(32, 1, 0).resolved_method == "matmul"        # non-local: one big matrix product
+    assert MachineConfig(32, 16, 8, method="matmul").resolved_method == "matmul"
+    assert MachineConfig(32, 16, 1, method="boxsum").resolved_method == "boxsum"
+    with pytest.raises(ValueError, match="method"):
+        MachineConfig(32, 16, 1, method="fft")
+
+
+def test_a_machine_json_without_method_loads_as_auto(tmp_path):
+    committed = json.loads((ROOT / "results/clevr/machine/k4/machine.json").read_text())
+    assert "method" not in committed["config"]
+    assert MachineConfig(**committed["config"]).method == "auto"
+    record = {"config": {"img_resolution": 16, "grid": 16, "k": 1, "tau": 0.05, "dtype": "float64",
+                         "sampler_steps": 3}, "data": "synthetic:1-3", "limit": 8}
+    (tmp_path / "machine.json").write_text(json.dumps(record))
+    machine, config = load_machine_run(tmp_path)
+    assert config.method == "auto" and len(machine) == 8
+    out = machine(torch.zeros(1, 3, 16, 16), torch.ones(1), torch.zeros(1, 1, 2), torch.ones(1, 1, dtype=torch.bool))
+    assert out.shape == (1, 3, 16, 16) and torch.isfinite(out).all()

@@ -1,6 +1,7 @@
 """``localcomp clevr machine``: a training-free run folder holding the local conditional machine.
 
-``localcomp clevr machine --data DATA (--k K | --non-local) --out RUN_DIR [--tau T] [--limit N]``
+``localcomp clevr machine --data DATA (--k K | --non-local) --out RUN_DIR [--tau T] [--limit N]
+[--method auto|matmul|boxsum]``
 writes ``RUN_DIR/machine.json``; ``clevr sample``, ``clevr kmax`` and ``clevr locality`` then read
 ``RUN_DIR`` like a trained run (the machine is rebuilt from ``DATA`` when they load it).
 See docs/local-machine.md.
@@ -26,7 +27,10 @@ def add_machine_command(clevr_subparsers) -> None:
                    help="width of the kernel on conditioner positions, image units (default 0.05)")
     m.add_argument("--limit", type=int, default=None, help="use the first N training images (default all)")
     m.add_argument("--dtype", choices=("float64", "float32"), default="float64",
-                   help="patch inner products (float32: faster; the difference is measured in docs)")
+                   help="patch distances (float32: faster; the difference is measured in docs)")
+    m.add_argument("--method", choices=("auto", "matmul", "boxsum"), default="auto",
+                   help="how the patch distances are computed: per-cell matrix products, box sums of "
+                        "per-pixel squared differences, or the cheaper for this patch (default)")
     m.add_argument("--sampler-steps", type=int, default=18, help="Heun steps used when sampling it")
     m.add_argument("--force", action="store_true", help="replace an existing machine.json in --out")
     m.set_defaults(func=_machine)
@@ -55,8 +59,9 @@ def _machine(args) -> int:
     dataset = load_data(args.data, resolution or 32)
     image, _ = dataset[0]
     resolution = int(image.shape[-1])
-    config = (MachineConfig(resolution, 1, 0, args.tau, args.dtype, args.sampler_steps) if args.non_local
-              else MachineConfig(resolution, 16, args.k, args.tau, args.dtype, args.sampler_steps))
+    config = (MachineConfig(resolution, 1, 0, args.tau, args.dtype, args.sampler_steps, args.method)
+              if args.non_local
+              else MachineConfig(resolution, 16, args.k, args.tau, args.dtype, args.sampler_steps, args.method))
     write_machine_run(out, config, args.data, args.limit)
     print(f"{config.experiment}: {min(len(dataset), args.limit or len(dataset))} training images at "
           f"{resolution} px -> {out}/{MACHINE_FILE}")

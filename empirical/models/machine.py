@@ -22,12 +22,25 @@ unconditional patch posterior (``kappa = 1``); such cells are counted in ``last_
 ``grid=1, k=0`` is the ideal *non-local* denoiser: one cell, the patch is the whole image, and
 ``D`` is the empirical-optimal denoiser, which reproduces training images.
 
-Computation: per cell, ``||q - p||^2 = ||q||^2 - 2 <q, p> + ||p||^2`` for all training patches
-``p`` at once, the inner products as one matrix product ``[B, 3P^2] x [3P^2, N]`` (the anchors'
-trick of Kamb & Ganguli and Niedoba et al.), in float64 so that the expansion does not cancel at
-small sigma (the exponent is divided by ``2 sigma^2``); the softmax over ``N`` is a log-sum-exp.
-The conditioner term is matched only where a patch holds conditioners, and cached across the
-sampler's calls. The result is float32.
+Computation, two exact paths for the same distances (``MachineConfig.method``):
+
+- ``"matmul"``: per cell, ``||q - p||^2 = ||q||^2 - 2 <q, p> + ||p||^2`` for all training patches
+  ``p`` at once, the inner products as one matrix product ``[B, 3P^2] x [3P^2, N]`` (the anchors'
+  trick of Kamb & Ganguli and Niedoba et al.), in float64 by default so that the expansion does
+  not cancel at small sigma (the exponent is divided by ``2 sigma^2``). Its cost per (query,
+  training image) pair grows with the patch area: ``G^2 * 3 P^2`` multiply-adds.
+- ``"boxsum"``: the per-pixel squared distance ``e[b, n] = sum_channels (x[b] - y[n])^2`` (no
+  expansion, so no cancellation: float32 is accurate), then every cell's patch sum at once as two
+  products with 0/1 band matrices, ``d2[b, n] = R e[b, n] R^T`` (``R [G, H]``: ones on the rows of
+  each cell's patch; the zero padding contributes nothing, so only the image's own pixels are
+  summed), one query and a cache-sized tile of training images at a time. Its cost does not
+  depend on ``k``:
+  ``3 H W + G H W + G^2 H`` per pair. No per-cell patches are stored.
+- ``"auto"`` (default) takes the cheaper by :func:`method_costs` (the rule and its measured
+  constant are in docs/local-machine.md).
+
+The softmax over ``N`` is a log-sum-exp in float64. The conditioner term is matched only where a
+patch holds conditioners, and cached across the sampler's calls. The result is float32.
 """
 
 from __future__ import annotations
@@ -45,6 +58,15 @@ from empirical.models.patch_local import PatchGeometry, _all_cells, relative_con
 
 # training patches are stored per cell (no copy per call) up to this size, else cut per call
 STORE_BYTES = 4 * 2 ** 30
+# the box-sum path's working memory: squared differences of one query against a tile of training
+# images, and the float64 logits of a chunk of queries
+TILE_BYTES = 2 ** 21
+LOGIT_BYTES = 2 ** 24
+METHODS = ("auto", "matmul", "boxsum")
+# "auto": box-sum when its multiply-adds times this factor are fewer than the matmul path's
+# (elementwise squared differences and small band products run slower per multiply-add than the
+# per-cell matrix product); measured by benchmarks/bench_machine.py, see docs/local-machine.md
+BOXSUM_FACTOR = 1.0
 
 
 @dataclass(frozen=True)
@@ -53,8 +75,9 @@ class MachineConfig(PatchGeometry):
     grid: int = 16              # 1 with k = 0: the non-local ideal denoiser
     k: int = 2                  # patch half-width in cells
     tau: float = 0.05           # conditioner kernel width, image units ([-1, 1] coordinates)
-    dtype: str = "float64"      # of the patch inner products (the softmax is always float64)
+    dtype: str = "float64"      # of the patch distances (the softmax is always float64)
     sampler_steps: int = 18     # Heun steps when a command samples it (the mini preset's)
+    method: str = "auto"        # of the patch distances: "matmul", "boxsum" or "auto" (the cheaper)
 
     def __post_init__(self):
         if self.img_resolution % self.grid:
@@ -63,6 +86,16 @@ class MachineConfig(PatchGeometry):
             raise ValueError(f"dtype must be float64 or float32, got {self.dtype!r}")
         if self.k < 0 or not self.tau > 0:
             raise ValueError("need k >= 0, tau > 0")
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+
+    @property
+    def resolved_method(self) -> str:
+        """The path a machine of this config computes its distances by ("matmul" or "boxsum")."""
+        if self.method != "auto":
+            return self.method
+        costs = method_costs(self)
+        return "boxsum" if costs["boxsum"] < costs["matmul"] else "matmul"
 
     @property
     def margin(self) -> int:
@@ -92,6 +125,15 @@ class MachineConfig(PatchGeometry):
     @property
     def schedule(self) -> "MachineConfig":
         return self
+
+
+def method_costs(config: MachineConfig) -> dict[str, float]:
+    """The "auto" rule's cost of each path per (query, training image) pair, in multiply-adds
+    (the box-sum's scaled by the measured ``BOXSUM_FACTOR``): matmul ``G^2 * 3 P^2`` (a patch
+    inner product per cell), box-sum ``3 H W`` (squared differences) ``+ G H W + G^2 H`` (the two
+    band products)."""
+    g, p, h = config.grid, config.patch, config.img_resolution
+    return {"matmul": float(g * g * 3 * p * p), "boxsum": BOXSUM_FACTOR * (3 * h * h + g * h * h + g * g * h)}
 
 
 def in_patch_conditioners(cond: torch.Tensor, mask: torch.Tensor, config: MachineConfig,
@@ -155,26 +197,55 @@ class LocalConditionalMachine:
         self.available = (self.train_count[:, :, None] == counts).any(0)
         g, s, mg = config.grid, config.cell, config.margin
         dtype = getattr(torch, config.dtype)
-        self.padded = F.pad(images.to(dtype), (mg,) * 4)                  # [N, 3, H+2m, W+2m]
+        self.method = config.resolved_method
+        self.size = len(images)
         self.centre_cells = (images.double().view(-1, 3, g, s, g, s).permute(2, 4, 0, 1, 3, 5)
                              .reshape(g * g, len(images), 3 * s * s))      # [G^2, N, 3 s^2]
         self.stored = None
-        if g * g * len(images) * 3 * config.patch ** 2 * self.padded.element_size() <= STORE_BYTES:   # contiguous per-cell patches
-            self.stored = torch.stack([self._train_patches(c) for c in range(g * g)])   # [G^2, N, 3P^2]
-        self.patch_norms = torch.stack([(self._train_patches(c).double() ** 2).sum(1) for c in range(g * g)])
+        self.patch_norms = None
+        if self.method == "boxsum":
+            self.images = images.to(dtype).contiguous()                      # [N, 3, H, W]
+            cells = torch.arange(config.img_resolution) // s
+            # band[r, h] = 1 where pixel row h lies in the patch of cell row r (the padding adds 0)
+            self.band = ((cells[None, :] - torch.arange(g)[:, None]).abs() <= config.k).to(dtype)   # [G, H]
+        else:
+            self.padded = F.pad(images.to(dtype), (mg,) * 4)                  # [N, 3, H+2m, W+2m]
+            if g * g * len(images) * 3 * config.patch ** 2 * self.padded.element_size() <= STORE_BYTES:
+                self.stored = torch.stack([self._train_patches(c) for c in range(g * g)])   # [G^2, N, 3P^2]
+            self.patch_norms = torch.stack([(self._train_patches(c).double() ** 2).sum(1) for c in range(g * g)])
         self._cache: tuple | None = None
         self.last_unmatched: torch.Tensor | None = None    # [B, G^2] bool of the last call
 
     def __len__(self) -> int:
-        return len(self.padded)
+        return self.size
 
     def _train_patches(self, cell: int) -> torch.Tensor:
-        """Training patches of one cell, flattened: ``[N, 3 P^2]`` float64."""
+        """Training patches of one cell, flattened: ``[N, 3 P^2]`` (the matmul path's)."""
         if self.stored is not None:
             return self.stored[cell]
         s, p, g = self.config.cell, self.config.patch, self.config.grid
         r, c = divmod(cell, g)
         return self.padded[:, :, r * s:r * s + p, c * s:c * s + p].reshape(len(self), -1)
+
+    def boxsum_distances(self, x: torch.Tensor) -> torch.Tensor:
+        """``||P_c x[b] - P_c y_n||^2`` for every query, training image and cell: ``[B, N, G^2]``
+        (the config's dtype), from per-pixel squared differences and two band products, one query
+        and ``TILE_BYTES`` of training images at a time (small tiles stay in cache: 4-5x faster
+        than one broadcast over the whole batch, measured). Differentiable in ``x``."""
+        _, _, h, w = x.shape
+        g = self.config.grid
+        x = x.to(self.images.dtype)
+        step = max(1, TILE_BYTES // (3 * h * w * self.images.element_size()))
+        rows = []
+        for query in x:
+            tiles = []
+            for lo in range(0, len(self), step):
+                e = ((self.images[lo:lo + step] - query) ** 2).sum(1)               # [n, H, W]
+                cols = (e.reshape(-1, w) @ self.band.T).view(-1, h, g)             # [n, H, G(col)]
+                box = cols.transpose(1, 2).reshape(-1, h) @ self.band.T            # [n G(col), G(row)]
+                tiles.append(box.view(-1, g, g).transpose(1, 2).reshape(-1, g * g))
+            rows.append(torch.cat(tiles))
+        return torch.stack(rows)
 
     def conditioner_logits(self, cond: torch.Tensor, mask: torch.Tensor):
         """``(-cost / (2 tau^2) [B, N, G^2], unmatched [B, G^2])`` for a conditioner batch (cached)."""
@@ -194,9 +265,18 @@ class LocalConditionalMachine:
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         cfg = self.config
         b = x.shape[0]
-        g, s, p, mg = cfg.grid, cfg.cell, cfg.patch, cfg.margin
+        g, s = cfg.grid, cfg.cell
         sigma = torch.as_tensor(sigma, dtype=torch.float64).reshape(-1).expand(b)
         cond_logits, self.last_unmatched = self.conditioner_logits(cond, mask)
+        if self.method == "boxsum":
+            out = self._boxsum_cells(x, sigma, cond_logits)
+        else:
+            out = self._matmul_cells(x, sigma, cond_logits)                 # [B, G^2, 3 s^2]
+        return out.float().view(b, g, g, 3, s, s).permute(0, 3, 1, 4, 2, 5).reshape(b, 3, g * s, g * s)
+
+    def _matmul_cells(self, x, sigma, cond_logits) -> torch.Tensor:
+        cfg = self.config
+        g, s, p, mg = cfg.grid, cfg.cell, cfg.patch, cfg.margin
         query = F.unfold(F.pad(x.to(self.padded.dtype), (mg,) * 4), p, stride=s)  # [B, 3 P^2, G^2]
         cells = []
         for c in range(g * g):
@@ -205,8 +285,18 @@ class LocalConditionalMachine:
                   + self.patch_norms[c])
             weights = torch.softmax(-d2.clamp(min=0) / (2 * sigma[:, None] ** 2) + cond_logits[:, :, c], dim=1)
             cells.append(weights @ self.centre_cells[c])                    # [B, 3 s^2]
-        out = torch.stack(cells, 1).float()                                 # [B, G^2, 3 s^2]
-        return out.view(b, g, g, 3, s, s).permute(0, 3, 1, 4, 2, 5).reshape(b, 3, g * s, g * s)
+        return torch.stack(cells, 1)                                        # [B, G^2, 3 s^2]
+
+    def _boxsum_cells(self, x, sigma, cond_logits) -> torch.Tensor:
+        cells = self.config.grid ** 2
+        step = max(1, LOGIT_BYTES // (8 * len(self) * cells))              # queries per chunk
+        out = []
+        for lo in range(0, x.shape[0], step):
+            d2 = self.boxsum_distances(x[lo:lo + step]).double()            # [b, N, G^2]
+            scale = (-0.5 / sigma[lo:lo + step] ** 2)[:, None, None]
+            weights = torch.softmax(torch.addcmul(cond_logits[lo:lo + step], d2, scale), dim=1)
+            out.append(torch.einsum("bnc,cnd->bcd", weights, self.centre_cells))  # [b, G^2, 3 s^2]
+        return torch.cat(out, 0)
 
 
 def machine_from_dataset(config: MachineConfig, dataset, limit: int | None = None) -> LocalConditionalMachine:
