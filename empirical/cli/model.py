@@ -74,7 +74,9 @@ def add_model_commands(clevr_subparsers) -> None:
                    "(or synthetic:MIN-MAX blob scenes)")
     k.add_argument("--detector", required=True, help="detector checkpoint (localcomp clevr detector train)")
     k.add_argument("--max-k", type=int, default=12)
-    k.add_argument("--num-sets", type=int, default=8, help="location sets per K")
+    k.add_argument("--num-sets", type=int, default=16,
+                   help="location sets per K (default 16: with --n 2, 32 samples per K, a Wilson 95%% "
+                        "interval of at most about +-0.17; issue 11)")
     k.add_argument("--n", type=int, default=2, help="samples per location set")
     k.add_argument("--sampler-steps", type=int, default=None)
     k.add_argument("--training-objects", default=None,
