@@ -170,7 +170,9 @@ def agreement_figure(report: dict):
                     ax.fill_between(sigmas, [nan(s["q25"]) for s in stats], [nan(s["q75"]) for s in stats],
                                     color=line.get_color(), alpha=0.15)
             ax.set_xscale("log")
-            ax.set_ylim(-0.5 if row_index else -0.2, 1.02)
+            shown = [s["median"] for r in others for s in (row[measure][t][r] for row in report["per_sigma"])
+                     if s["median"] is not None]
+            ax.set_ylim(-0.5 if row_index else max(-0.2, min(shown, default=0) - 0.05), 1.01)
             ax.axhline(0, color="0.7", lw=0.6)
             ax.set_xlabel("σ")
             if col == 0:
