@@ -19,6 +19,7 @@ takes (``method_costs``); the "auto" rule's constant comes from it (docs/local-m
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import time
@@ -49,12 +50,16 @@ def main() -> None:
     parser.add_argument("--clevr-train", type=int, default=5000, help="training images of the CLEVR-size part")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--paths-ks", default="1,2,4,6,8", help="k of the paths part (and the non-local machine)")
-    parser.add_argument("--paths-only", action="store_true", help="run only the paths part")
+    parser.add_argument("--paths-only", action="store_true",
+                        help="run only the paths part (the other parts are kept from an existing --out)")
     parser.add_argument("--out", default="benchmarks/results/machine.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     result = {"threads": args.threads, "load_average": os.getloadavg()[0], "side_by_side": [], "clevr_size": [],
               "paths": [], "boxsum_factor": BOXSUM_FACTOR}
+    if args.paths_only and Path(args.out).exists():
+        kept = json.loads(Path(args.out).read_text())
+        result.update({key: kept[key] for key in ("threads", "load_average", "side_by_side", "clevr_size") if key in kept})
     if not args.paths_only:
         train = batch(BlobDataset(size=args.train, resolution=args.resolution, min_objects=1, max_objects=3, seed=0),
                       args.train)

@@ -34,8 +34,7 @@ Computation, two exact paths for the same distances (``MachineConfig.method``):
   products with 0/1 band matrices, ``d2[b, n] = R e[b, n] R^T`` (``R [G, H]``: ones on the rows of
   each cell's patch; the zero padding contributes nothing, so only the image's own pixels are
   summed), one query and a cache-sized tile of training images at a time. Its cost does not
-  depend on ``k``:
-  ``3 H W + G H W + G^2 H`` per pair. No per-cell patches are stored.
+  depend on ``k``: ``3 H W + G H W + G^2 H`` per pair. No per-cell patches are stored.
 - ``"auto"`` (default) takes the cheaper by :func:`method_costs` (the rule and its measured
   constant are in docs/local-machine.md).
 
@@ -66,7 +65,7 @@ METHODS = ("auto", "matmul", "boxsum")
 # "auto": box-sum when its multiply-adds times this factor are fewer than the matmul path's
 # (elementwise squared differences and small band products run slower per multiply-add than the
 # per-cell matrix product); measured by benchmarks/bench_machine.py, see docs/local-machine.md
-BOXSUM_FACTOR = 1.0
+BOXSUM_FACTOR = 1.5
 
 
 @dataclass(frozen=True)
