@@ -144,3 +144,13 @@ def test_clevr_agreement_refuses_a_folder_without_a_model_and_the_same_folder_tw
     assert "--references: no checkpoint.pt" in capsys.readouterr().err
     assert main(["clevr", "agreement", "--runs", str(run), "--references", str(run), *base]) == 2
     assert "given twice" in capsys.readouterr().err
+
+
+def test_select_range_keeps_the_object_range_from_the_start_index_and_names_the_flags_when_empty():
+    from empirical.cli.agreement import select_range
+    from localcomp.errors import UserError
+    data = [(None, torch.zeros(n, 2)) for n in (1, 4, 2, 3, 0, 2, 5, 1)]
+    assert select_range(data, 1, 3, 1, 3) == [2, 3, 5]
+    assert select_range(data, 6, 5, 1, 3) == [7]
+    with pytest.raises(UserError, match="--start/--min-objects/--max-objects"):
+        select_range(data, 4, 2, 6, 8)

@@ -79,12 +79,13 @@ def validate_agreement_args(args) -> None:
 
 
 def select_range(dataset, start: int, num_images: int, min_objects: int, max_objects: int) -> list[int]:
-    """Indices from ``start`` of the first ``num_images`` items with ``min..max`` conditioners."""
-    indices = [i for i in range(start, len(dataset)) if min_objects <= dataset[i][1].shape[0] <= max_objects]
-    if not indices:
+    """:func:`empirical.diagnostics.locality.select_items` with the error naming the flags."""
+    from empirical.diagnostics.locality import select_items
+    try:
+        return select_items(dataset, num_images, min_objects, start, max_objects)
+    except ValueError:
         raise UserError(f"--data/--start/--min-objects/--max-objects: no item from index {start} with "
-                        f"{min_objects}..{max_objects} conditioners in {len(dataset)} items")
-    return indices[:num_images]
+                        f"{min_objects}..{max_objects} conditioners in {len(dataset)} items") from None
 
 
 def _agreement(args) -> int:

@@ -427,12 +427,14 @@ def measure_locality(denoiser: SetDenoiser, clean, cond, mask, sigmas=DEFAULT_SI
             "pixels": pixels.tolist(), "radius": radius, "seed": seed}
 
 
-def select_items(dataset, num_images: int, min_objects: int) -> list[int]:
-    """Indices of the first ``num_images`` items of ``dataset`` with at least ``min_objects``
-    conditioners; a ValueError when there is none."""
+def select_items(dataset, num_images: int, min_objects: int, start: int = 0,
+                 max_objects: int | None = None) -> list[int]:
+    """Indices of the first ``num_images`` items of ``dataset`` from index ``start`` with at least
+    ``min_objects`` (and at most ``max_objects``) conditioners; a ValueError when there is none."""
     indices = []
-    for i in range(len(dataset)):
-        if dataset[i][1].shape[0] >= min_objects:
+    for i in range(start, len(dataset)):
+        count = dataset[i][1].shape[0]
+        if count >= min_objects and (max_objects is None or count <= max_objects):
             indices.append(i)
             if len(indices) == num_images:
                 break
