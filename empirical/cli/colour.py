@@ -287,23 +287,26 @@ def _locality(args) -> int:
 
 
 def _cosine_figure(report: dict):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """|cos| matrices of the mean shifts: rows = sigmas, columns = spaces, one colour scale [0, 1]."""
     import numpy as np
+    from numerics.experiments.common import matplotlib_headless
+
+    plt = matplotlib_headless()
     per = report["mean_shift"]["per_sigma"]
     spaces = [s for s in ("pixel", "mid", "dec") if s in per[0]]
-    fig, axes = plt.subplots(len(per), len(spaces), figsize=(3.2 * len(spaces), 3.0 * len(per)), squeeze=False)
+    fig, axes = plt.subplots(len(per), len(spaces), figsize=(3.2 * len(spaces), 3.3 * len(per)), squeeze=False)
     for r, entry in enumerate(per):
         for c, space in enumerate(spaces):
             ax = axes[r][c]
-            ax.imshow(np.asarray(entry[space]["matrix"]), vmin=0, vmax=1, cmap="magma")
+            image = ax.imshow(np.asarray(entry[space]["matrix"]), vmin=0, vmax=1, cmap="magma")
             ax.set_title(f"{space}, sigma {entry['sigma']}: mean off-diag {entry[space]['mean_offdiag']:.2f}",
                          fontsize=7)
             labels = report["conditioner_labels"]
             ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=6)
             ax.set_yticks(range(len(labels)), labels, fontsize=6)
     fig.suptitle(f"|cos| of mean shifts d_i = mu_i - mu_empty ({report['experiment']})", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 0.92, 0.97))
+    fig.colorbar(image, cax=fig.add_axes((0.93, 0.3, 0.015, 0.4)), label="|cos|")
     return fig
 
 
