@@ -176,3 +176,50 @@ def test_a_machine_json_without_method_loads_as_auto(tmp_path):
     assert config.method == "auto" and len(machine) == 8
     out = machine(torch.zeros(1, 3, 16, 16), torch.ones(1), torch.zeros(1, 1, 2), torch.ones(1, 1, dtype=torch.bool))
     assert out.shape == (1, 3, 16, 16) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("grid,k,window", [(8, 1, 1), (4, 0, 2), (8, 2, 1)])
+def test_position_window_equals_the_plain_loop_over_shifted_patches(grid, k, window):
+    train, x, qcond, qmask = small_problem()
+    sigma = torch.tensor([0.3, 0.2, 0.4])
+    config = MachineConfig(16, grid, k, 0.3, window=window)
+    machine = LocalConditionalMachine(config, *train)
+    out = machine(x, sigma, qcond, qmask)
+    slow = reference_denoise(config, *train, x, sigma, qcond, qmask)
+    assert torch.allclose(out, slow, atol=1e-5), float((out - slow).abs().max())
+    # the window is used: the same-cell machine differs, and the conditioner term still matters
+    exact = LocalConditionalMachine(MachineConfig(16, grid, k, 0.3), *train)(x, sigma, qcond, qmask)
+    assert float((out - exact).abs().max()) > 1e-3
+    assert float((out - machine(x, sigma, qcond, torch.zeros_like(qmask))).abs().max()) > 1e-3
+
+
+def test_position_window_machine_stays_local_in_pixels():
+    train, _, _, _ = small_problem()
+    machine = LocalConditionalMachine(MachineConfig(16, 16, 1, 0.3, window=2), *train)
+    x = torch.randn(1, 3, 16, 16, requires_grad=True)
+    out = machine(x, torch.tensor([0.5]), torch.tensor([[[0.1, 0.1]]]), torch.ones(1, 1, dtype=torch.bool))
+    out[0, :, 8, 8].sum().backward()
+    support = (x.grad[0].abs().sum(0) > 0).nonzero()
+    assert support.min() >= 7 and support.max() <= 9 and len(support) > 1   # the 3 x 3 patch, not more
+
+
+def test_position_window_config_errors_name_the_problem():
+    with pytest.raises(ValueError, match="window"):
+        MachineConfig(16, 1, 0, window=1)
+    with pytest.raises(ValueError, match="box-sum"):
+        MachineConfig(16, 8, 1, window=1, method="matmul")
+    assert MachineConfig(16, 8, 1, window=1).resolved_method == "boxsum"
+    assert MachineConfig(16, 8, 1, window=1).experiment == "machine-k1-w1"
+
+
+def test_machine_command_writes_the_window_and_refuses_it_where_it_has_no_meaning(tmp_path, capsys):
+    run = tmp_path / "window"
+    assert main(["clevr", "machine", "--data", "synthetic:1-3", "--k", "1", "--window", "2", "--limit", "8",
+                 "--out", str(run)]) == 0
+    machine, config = load_machine_run(run)
+    assert config.window == 2 and machine.shifts.shape == (25, 2)
+    for bad, word in ((["--non-local", "--window", "1"], "one cell"), (["--k", "1", "--window", "-1"], ">= 0"),
+                      (["--k", "1", "--window", "1", "--method", "matmul"], "box-sum")):
+        assert main(["clevr", "machine", "--data", "synthetic:1-3", *bad, "--out", str(tmp_path / "x")]) == 2
+        assert word in capsys.readouterr().err
+    assert not (tmp_path / "x" / "machine.json").exists()

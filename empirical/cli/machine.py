@@ -1,7 +1,7 @@
 """``localcomp clevr machine``: a training-free run folder holding the local conditional machine.
 
 ``localcomp clevr machine --data DATA (--k K | --non-local) --out RUN_DIR [--tau T] [--limit N]
-[--method auto|matmul|boxsum]``
+[--method auto|matmul|boxsum] [--window W]``
 writes ``RUN_DIR/machine.json``; ``clevr sample``, ``clevr kmax`` and ``clevr locality`` then read
 ``RUN_DIR`` like a trained run (the machine is rebuilt from ``DATA`` when they load it).
 See docs/local-machine.md.
@@ -31,6 +31,9 @@ def add_machine_command(clevr_subparsers) -> None:
     m.add_argument("--method", choices=("auto", "matmul", "boxsum"), default="auto",
                    help="how the patch distances are computed: per-cell matrix products, box sums of "
                         "per-pixel squared differences, or the cheaper for this patch (default)")
+    m.add_argument("--window", type=int, default=0,
+                   help="position window in cells: also use the training patches of cells up to W cells "
+                        "away, conditioners compared by offset (default 0: the same cell only)")
     m.add_argument("--sampler-steps", type=int, default=18, help="Heun steps used when sampling it")
     m.add_argument("--force", action="store_true", help="replace an existing machine.json in --out")
     m.set_defaults(func=_machine)
@@ -46,6 +49,12 @@ def _machine(args) -> int:
         raise UserError(f"--tau: must be positive and finite, got {args.tau}")
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit: must be >= 1, got {args.limit}")
+    if args.window < 0:
+        raise UserError(f"--window: must be >= 0, got {args.window}")
+    if args.window and args.non_local:
+        raise UserError("--window: the non-local machine has one cell; use --k with --window")
+    if args.window and args.method == "matmul":
+        raise UserError("--window: computed by the box-sum path only; use --method auto or boxsum")
     if args.sampler_steps < 2:
         raise UserError(f"--sampler-steps: must be >= 2, got {args.sampler_steps}")
     out = Path(args.out)
@@ -61,7 +70,8 @@ def _machine(args) -> int:
     resolution = int(image.shape[-1])
     config = (MachineConfig(resolution, 1, 0, args.tau, args.dtype, args.sampler_steps, args.method)
               if args.non_local
-              else MachineConfig(resolution, 16, args.k, args.tau, args.dtype, args.sampler_steps, args.method))
+              else MachineConfig(resolution, 16, args.k, args.tau, args.dtype, args.sampler_steps, args.method,
+                                 args.window))
     write_machine_run(out, config, args.data, args.limit)
     print(f"{config.experiment}: {min(len(dataset), args.limit or len(dataset))} training images at "
           f"{resolution} px -> {out}/{MACHINE_FILE}")

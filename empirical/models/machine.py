@@ -77,6 +77,8 @@ class MachineConfig(PatchGeometry):
     dtype: str = "float64"      # of the patch distances (the softmax is always float64)
     sampler_steps: int = 18     # Heun steps when a command samples it (the mini preset's)
     method: str = "auto"        # of the patch distances: "matmul", "boxsum" or "auto" (the cheaper)
+    window: int = 0             # position window in cells: training patches from cells within this
+                                # Chebyshev distance of the query's (0: the same cell only)
 
     def __post_init__(self):
         if self.img_resolution % self.grid:
@@ -87,12 +89,20 @@ class MachineConfig(PatchGeometry):
             raise ValueError("need k >= 0, tau > 0")
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.window < 0:
+            raise ValueError(f"window must be >= 0, got {self.window}")
+        if self.window and self.grid == 1:
+            raise ValueError("window needs a local machine (grid > 1); the non-local one has one cell")
+        if self.window and self.method == "matmul":
+            raise ValueError("window > 0 is computed by the box-sum path only (method 'boxsum' or 'auto')")
 
     @property
     def resolved_method(self) -> str:
         """The path a machine of this config computes its distances by ("matmul" or "boxsum")."""
         if self.method != "auto":
             return self.method
+        if self.window:
+            return "boxsum"
         costs = method_costs(self)
         return "boxsum" if costs["boxsum"] < costs["matmul"] else "matmul"
 
@@ -106,12 +116,16 @@ class MachineConfig(PatchGeometry):
 
     @property
     def label(self) -> str:
-        return f"k={self.k}" if self.local else "non-local"
+        if not self.local:
+            return "non-local"
+        return f"k={self.k}, window {self.window}" if self.window else f"k={self.k}"
 
     # the fields of a TrainConfig that the clevr commands read from a run
     @property
     def experiment(self) -> str:
-        return f"machine-k{self.k}" if self.local else "machine-nonlocal"
+        if not self.local:
+            return "machine-nonlocal"
+        return f"machine-k{self.k}-w{self.window}" if self.window else f"machine-k{self.k}"
 
     @property
     def preset(self) -> str:
@@ -133,6 +147,19 @@ def method_costs(config: MachineConfig) -> dict[str, float]:
     band products)."""
     g, p, h = config.grid, config.patch, config.img_resolution
     return {"matmul": float(g * g * 3 * p * p), "boxsum": BOXSUM_FACTOR * (3 * h * h + g * h * h + g * g * h)}
+
+
+def window_sources(config: MachineConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """The position window's shifts and source cells: ``(shifts [D, 2] (row, col) in cells,
+    source [D, G^2])``, ``D = (2 window + 1)^2``, shift 0 first; ``source[d, c]`` is the row-major
+    index of cell ``c + shifts[d]``, or -1 where that lies outside the grid."""
+    g, w = config.grid, config.window
+    offsets = [(0, 0)] + [(r, c) for r in range(-w, w + 1) for c in range(-w, w + 1) if (r, c) != (0, 0)]
+    cells = _all_cells(g)[0]                                               # [G^2, 2] (row, col)
+    shifts = torch.tensor(offsets, dtype=torch.long)
+    target = cells[None] + shifts[:, None]                                 # [D, G^2, 2]
+    inside = ((target >= 0) & (target < g)).all(-1)
+    return shifts, torch.where(inside, target[..., 0] * g + target[..., 1], -1)
 
 
 def in_patch_conditioners(cond: torch.Tensor, mask: torch.Tensor, config: MachineConfig,
@@ -194,6 +221,11 @@ class LocalConditionalMachine:
         counts = torch.arange(self.max_count + 1)
         # available[c, m]: some training patch at cell c holds exactly m conditioners
         self.available = (self.train_count[:, :, None] == counts).any(0)
+        self.shifts, self.source = window_sources(config)                  # [D, 2], [D, G^2]
+        if config.window:
+            valid = self.source >= 0
+            # ... or, with a window, some training patch at a cell of c's window
+            self.available = (self.available[self.source.clamp(min=0)] & valid[..., None]).any(0)
         g, s, mg = config.grid, config.cell, config.margin
         dtype = getattr(torch, config.dtype)
         self.method = config.resolved_method
@@ -202,7 +234,14 @@ class LocalConditionalMachine:
                              .reshape(g * g, len(images), 3 * s * s))      # [G^2, N, 3 s^2]
         self.stored = None
         self.patch_norms = None
-        if self.method == "boxsum":
+        if config.window:
+            # padded by the patch margin and the window, so that every shifted patch is a slice
+            self.padded = F.pad(images.to(dtype), (mg + config.window * s,) * 4).contiguous()
+            # band[r, i] = 1 where row i of the margin-padded query lies in the patch of cell row r
+            rows = torch.arange(config.img_resolution + 2 * mg)
+            self.band = ((rows[None, :] >= torch.arange(g)[:, None] * s)
+                         & (rows[None, :] < torch.arange(g)[:, None] * s + config.patch)).to(dtype)
+        elif self.method == "boxsum":
             self.images = images.to(dtype).contiguous()                      # [N, 3, H, W]
             cells = torch.arange(config.img_resolution) // s
             # band[r, h] = 1 where pixel row h lies in the patch of cell row r (the padding adds 0)
@@ -247,7 +286,8 @@ class LocalConditionalMachine:
         return torch.stack(rows)
 
     def conditioner_logits(self, cond: torch.Tensor, mask: torch.Tensor):
-        """``(-cost / (2 tau^2) [B, N, G^2], unmatched [B, G^2])`` for a conditioner batch (cached)."""
+        """``(-cost / (2 tau^2) [B, N, G^2], unmatched [B, G^2])`` for a conditioner batch (cached);
+        with a position window the logits are ``[B, D, N, G^2]``, one slice per shift."""
         if self._cache is not None and self._cache[0].shape == cond.shape and torch.equal(self._cache[0], cond) \
                 and torch.equal(self._cache[1], mask):
             return self._cache[2], self._cache[3]
@@ -256,8 +296,19 @@ class LocalConditionalMachine:
         points, count = in_patch_conditioners(cond.float(), mask.bool(), cfg, self.max_count)
         matched = (count <= self.max_count) & self.available[
             torch.arange(cells)[None, :].expand(b, -1), count.clamp(max=self.max_count)]
-        cost = matching_cost(points, count.clamp(max=self.max_count), self.train_points, self.train_count)
-        logits = torch.where(matched[:, None, :], -cost / (2 * cfg.tau ** 2), 0.0)
+        count = count.clamp(max=self.max_count)
+        if cfg.window:
+            # the training patch at cell c + shift, its conditioners moved by -shift (relative offsets)
+            costs = []
+            for shift, source in zip(self.shifts, self.source):
+                move = torch.stack([shift[1], shift[0]]).float() * 2 / cfg.grid        # (x: col, y: row)
+                train = self.train_points[:, source.clamp(min=0)] - move
+                train_count = torch.where(source >= 0, self.train_count[:, source.clamp(min=0)], -1)
+                costs.append(matching_cost(points, count, train, train_count))
+            logits = torch.where(matched[:, None, None, :], -torch.stack(costs, 1) / (2 * cfg.tau ** 2), 0.0)
+        else:
+            cost = matching_cost(points, count, self.train_points, self.train_count)
+            logits = torch.where(matched[:, None, :], -cost / (2 * cfg.tau ** 2), 0.0)
         self._cache = (cond.clone(), mask.clone(), logits, ~matched)
         return logits, ~matched
 
@@ -267,7 +318,9 @@ class LocalConditionalMachine:
         g, s = cfg.grid, cfg.cell
         sigma = torch.as_tensor(sigma, dtype=torch.float64).reshape(-1).expand(b)
         cond_logits, self.last_unmatched = self.conditioner_logits(cond, mask)
-        if self.method == "boxsum":
+        if cfg.window:
+            out = self._window_cells(x, sigma, cond_logits)
+        elif self.method == "boxsum":
             out = self._boxsum_cells(x, sigma, cond_logits)
         else:
             out = self._matmul_cells(x, sigma, cond_logits)                 # [B, G^2, 3 s^2]
@@ -296,6 +349,54 @@ class LocalConditionalMachine:
             weights = torch.softmax(torch.addcmul(cond_logits[lo:lo + step], d2, scale), dim=1)
             out.append(torch.einsum("bnc,cnd->bcd", weights, self.centre_cells))  # [b, G^2, 3 s^2]
         return torch.cat(out, 0)
+
+
+    def window_distances(self, x: torch.Tensor) -> torch.Tensor:
+        """``||P_c x[b] - P_{c+d} y_n||^2`` for every query, shift ``d`` of the window, training
+        image and cell: ``[B, D, N, G^2]`` (the box-sum path on the margin-padded canvas, where
+        the shifted training patch may hold pixels that the query's padding does not; entries
+        whose ``c + d`` is off the grid are meaningless and masked by the caller)."""
+        cfg = self.config
+        g, s, mg, w = cfg.grid, cfg.cell, cfg.margin, cfg.window
+        x = F.pad(x.to(self.padded.dtype), (mg,) * 4)                           # [B, 3, Hp, Hp]
+        hp = x.shape[-1]
+        step = max(1, TILE_BYTES // (3 * hp * hp * self.padded.element_size()))
+        rows = []
+        for query in x:
+            tiles = []
+            for lo in range(0, len(self), step):
+                per_shift = []
+                for dr, dc in self.shifts.tolist():
+                    r0, c0 = (w + dr) * s, (w + dc) * s
+                    d = (self.padded[lo:lo + step, :, r0:r0 + hp, c0:c0 + hp] - query).square_()
+                    e = d[:, 0] + d[:, 1] + d[:, 2]        # (faster here than a strided .sum(1))
+                    cols = (e.reshape(-1, hp) @ self.band.T).view(-1, hp, g)
+                    box = cols.transpose(1, 2).reshape(-1, hp) @ self.band.T
+                    per_shift.append(box.view(-1, g, g).transpose(1, 2).reshape(-1, g * g))
+                tiles.append(torch.stack(per_shift))                              # [D, n, G^2]
+            rows.append(torch.cat(tiles, 1))
+        return torch.stack(rows)
+
+    def _window_cells(self, x, sigma, cond_logits) -> torch.Tensor:
+        """The softmax over (shift, training image) per cell, one query at a time (the logits of
+        one query are ``D N G^2`` float64), then ``sum_d sum_n w[d, n, c] y_n[c + d]``."""
+        cells = self.config.grid ** 2
+        valid = self.source >= 0                                                  # [D, G^2]
+        out = []
+        for b in range(x.shape[0]):
+            d2 = self.window_distances(x[b:b + 1]).double()[0]                    # [D, N, G^2]
+            logits = (cond_logits[b] + d2 * (-0.5 / sigma[b] ** 2)).masked_fill(~valid[:, None, :], -math.inf)
+            weights = torch.softmax(logits.reshape(-1, cells), 0).view_as(logits)
+            total = torch.zeros(cells, self.centre_cells.shape[-1], dtype=torch.float64)
+            for d, source in enumerate(self.source):
+                keep = valid[d].nonzero(as_tuple=True)[0]                         # query cells c
+                # move the weights to the source cells, so one einsum reads y_n[c + d]
+                moved = torch.zeros(len(self), cells, dtype=torch.float64).index_copy(
+                    1, source[keep], weights[d][:, keep])
+                mean = torch.einsum("nc,cnd->cd", moved, self.centre_cells)       # [G^2 (source), 3 s^2]
+                total = total.index_add(0, keep, mean[source[keep]])
+            out.append(total)
+        return torch.stack(out)
 
 
 def machine_from_dataset(config: MachineConfig, dataset, limit: int | None = None) -> LocalConditionalMachine:
@@ -336,29 +437,40 @@ def load_machine_run(run_dir) -> tuple[LocalConditionalMachine, MachineConfig]:
 
 
 def reference_denoise(config: MachineConfig, images, cond, mask, x, sigma, query_cond, query_mask):
-    """The same estimator by a plain loop over cells and training images (float64; slow): the
-    definition the fast path is tested and benchmarked against. Shapes as :class:`LocalConditionalMachine`."""
+    """The same estimator by a plain loop over cells, window shifts and training images (float64;
+    slow): the definition the fast path is tested and benchmarked against. Shapes as
+    :class:`LocalConditionalMachine`."""
     g, s, p, mg = config.grid, config.cell, config.patch, config.margin
-    train_pad = F.pad(images.double(), (mg,) * 4)
+    w = config.window
+    train_pad = F.pad(images.double(), (mg + w * s,) * 4)
     query_pad = F.pad(x.double(), (mg,) * 4)
     most = max(int(mask.sum(1).max()), 1)
-    _, train_count = in_patch_conditioners(cond.float(), mask.bool(), config, most)
-    _, query_count = in_patch_conditioners(query_cond.float(), query_mask.bool(), config, most)
     cells = _all_cells(g)[0]
+    shifts = [(dr, dc) for dr in range(-w, w + 1) for dc in range(-w, w + 1)]
     out = torch.zeros(x.shape, dtype=torch.float64)
     for b in range(x.shape[0]):
-        for index, (r, c) in enumerate(cells.tolist()):
-            rows, cols = slice(r * s, r * s + p), slice(c * s, c * s + p)
+        for r, c in cells.tolist():
+            q = query_pad[b, :, r * s:r * s + p, c * s:c * s + p]
             in_query = [tuple(query_cond[b, j].tolist()) for j in range(query_cond.shape[1])
                         if query_mask[b, j] and _in_patch(query_cond[b, j], r, c, config)]
-            has_match = bool((train_count[:, index] == len(in_query)).any()) and len(in_query) <= most
+            pool = []       # (logit without the conditioner term, shifted in-patch conditioners, centre)
+            for dr, dc in shifts:
+                rs, cs = r + dr, c + dc
+                if not (0 <= rs < g and 0 <= cs < g):
+                    continue
+                rows, cols = slice((w + rs - r) * s + r * s, (w + rs - r) * s + r * s + p), \
+                    slice((w + cs - c) * s + c * s, (w + cs - c) * s + c * s + p)
+                move = (dc * 2 / g, dr * 2 / g)
+                for n in range(len(images)):
+                    d2 = float(((q - train_pad[n, :, rows, cols]) ** 2).sum())
+                    in_train = [(float(cond[n, j, 0]) - move[0], float(cond[n, j, 1]) - move[1])
+                                for j in range(cond.shape[1]) if mask[n, j] and _in_patch(cond[n, j], rs, cs, config)]
+                    centre = images[n, :, rs * s:(rs + 1) * s, cs * s:(cs + 1) * s].double()
+                    pool.append((-d2 / (2 * float(sigma[b]) ** 2), in_train, centre))
+            has_match = len(in_query) <= most and any(len(t) == len(in_query) for _, t, _ in pool)
             logits = []
-            for n in range(len(images)):
-                d2 = float(((query_pad[b, :, rows, cols] - train_pad[n, :, rows, cols]) ** 2).sum())
-                logit = -d2 / (2 * float(sigma[b]) ** 2)
+            for logit, in_train, _ in pool:
                 if has_match:
-                    in_train = [tuple(cond[n, j].tolist()) for j in range(cond.shape[1])
-                                if mask[n, j] and _in_patch(cond[n, j], r, c, config)]
                     if len(in_train) != len(in_query):
                         logit = -math.inf
                     elif in_query:
@@ -366,8 +478,8 @@ def reference_denoise(config: MachineConfig, images, cond, mask, x, sigma, query
                                      for perm in itertools.permutations(in_train)) / (2 * config.tau ** 2)
                 logits.append(logit)
             weights = torch.softmax(torch.tensor(logits, dtype=torch.float64), 0)
-            centre = images[:, :, r * s:(r + 1) * s, c * s:(c + 1) * s].double()
-            out[b, :, r * s:(r + 1) * s, c * s:(c + 1) * s] = (weights[:, None, None, None] * centre).sum(0)
+            centres = torch.stack([centre for _, _, centre in pool])
+            out[b, :, r * s:(r + 1) * s, c * s:(c + 1) * s] = (weights[:, None, None, None] * centres).sum(0)
     return out.float()
 
 
