@@ -215,11 +215,42 @@ def test_position_window_config_errors_name_the_problem():
 def test_machine_command_writes_the_window_and_refuses_it_where_it_has_no_meaning(tmp_path, capsys):
     run = tmp_path / "window"
     assert main(["clevr", "machine", "--data", "synthetic:1-3", "--k", "1", "--window", "2", "--limit", "8",
-                 "--out", str(run)]) == 0
+                 "--conditioning", "one", "--out", str(run)]) == 0
     machine, config = load_machine_run(run)
     assert config.window == 2 and machine.shifts.shape == (25, 2)
+    assert config.conditioning == "one" and config.experiment == "machine-k1-w2-one" and len(machine) > 8
     for bad, word in ((["--non-local", "--window", "1"], "one cell"), (["--k", "1", "--window", "-1"], ">= 0"),
                       (["--k", "1", "--window", "1", "--method", "matmul"], "box-sum")):
         assert main(["clevr", "machine", "--data", "synthetic:1-3", *bad, "--out", str(tmp_path / "x")]) == 2
         assert word in capsys.readouterr().err
     assert not (tmp_path / "x" / "machine.json").exists()
+
+
+def test_one_location_machine_is_the_estimator_over_image_location_pairs_with_prior_one_over_m():
+    data = BlobDataset(size=12, resolution=16, min_objects=0, max_objects=3, seed=4)
+    config = MachineConfig(16, 8, 1, 0.3, conditioning="one")
+    machine = machine_from_dataset(config, data)
+    items = [data[i] for i in range(12)]
+    assert len(machine) == sum(max(len(c), 1) for _, c in items)            # one pair per object
+    _, x, qcond, qmask = small_problem()
+    sigma = torch.tensor([0.3, 0.2, 0.4])
+    pairs = [(im, c[j:j + 1], 1 / len(c)) for im, c in items for j in range(len(c))] + \
+        [(im, c, 1.0) for im, c in items if len(c) == 0]
+    cond = torch.zeros(len(pairs), 1, 2)
+    mask = torch.tensor([[len(c) == 1] for _, c, _ in pairs])
+    for i, (_, c, _) in enumerate(pairs):
+        if len(c):
+            cond[i] = c
+    prior = torch.log(torch.tensor([w for _, _, w in pairs], dtype=torch.float64))
+    slow = reference_denoise(config, torch.stack([im for im, _, _ in pairs]), cond, mask, x, sigma, qcond, qmask,
+                             log_prior=prior)
+    out = machine(x, sigma, qcond, qmask)
+    assert torch.allclose(out, slow, atol=1e-5), float((out - slow).abs().max())
+    # the prior matters: without it (uniform over pairs) the output differs
+    flat = reference_denoise(config, torch.stack([im for im, _, _ in pairs]), cond, mask, x, sigma, qcond, qmask)
+    assert float((out - flat).abs().max()) > 1e-4
+    # with exactly one object per image, "one" is "all"
+    single = BlobDataset(size=10, resolution=16, min_objects=1, max_objects=1, seed=5)
+    one = machine_from_dataset(config, single)(x, sigma, qcond, qmask)
+    every = machine_from_dataset(MachineConfig(16, 8, 1, 0.3), single)(x, sigma, qcond, qmask)
+    assert torch.allclose(one, every, atol=1e-6)

@@ -1,7 +1,7 @@
 """``localcomp clevr machine``: a training-free run folder holding the local conditional machine.
 
 ``localcomp clevr machine --data DATA (--k K | --non-local) --out RUN_DIR [--tau T] [--limit N]
-[--method auto|matmul|boxsum] [--window W]``
+[--method auto|matmul|boxsum] [--window W] [--conditioning all|one]``
 writes ``RUN_DIR/machine.json``; ``clevr sample``, ``clevr kmax`` and ``clevr locality`` then read
 ``RUN_DIR`` like a trained run (the machine is rebuilt from ``DATA`` when they load it).
 See docs/local-machine.md.
@@ -10,6 +10,7 @@ See docs/local-machine.md.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 from localcomp.errors import UserError
@@ -34,6 +35,9 @@ def add_machine_command(clevr_subparsers) -> None:
     m.add_argument("--window", type=int, default=0,
                    help="position window in cells: also use the training patches of cells up to W cells "
                         "away, conditioners compared by offset (default 0: the same cell only)")
+    m.add_argument("--conditioning", choices=("all", "one"), default="all",
+                   help="training pairs: each image with all its locations (Exp.1/3 data, default) or with "
+                        "one of them, every choice at prior 1/m (Exp.2 data)")
     m.add_argument("--sampler-steps", type=int, default=18, help="Heun steps used when sampling it")
     m.add_argument("--force", action="store_true", help="replace an existing machine.json in --out")
     m.set_defaults(func=_machine)
@@ -72,6 +76,7 @@ def _machine(args) -> int:
               if args.non_local
               else MachineConfig(resolution, 16, args.k, args.tau, args.dtype, args.sampler_steps, args.method,
                                  args.window))
+    config = replace(config, conditioning=args.conditioning)
     write_machine_run(out, config, args.data, args.limit)
     print(f"{config.experiment}: {min(len(dataset), args.limit or len(dataset))} training images at "
           f"{resolution} px -> {out}/{MACHINE_FILE}")

@@ -62,6 +62,7 @@ STORE_BYTES = 4 * 2 ** 30
 TILE_BYTES = 2 ** 21
 LOGIT_BYTES = 2 ** 24
 METHODS = ("auto", "matmul", "boxsum")
+CONDITIONINGS = ("all", "one")
 # "auto": box-sum when its multiply-adds times this factor are fewer than the matmul path's
 # (elementwise squared differences and small band products run slower per multiply-add than the
 # per-cell matrix product); measured by benchmarks/bench_machine.py, see docs/local-machine.md
@@ -79,6 +80,8 @@ class MachineConfig(PatchGeometry):
     method: str = "auto"        # of the patch distances: "matmul", "boxsum" or "auto" (the cheaper)
     window: int = 0             # position window in cells: training patches from cells within this
                                 # Chebyshev distance of the query's (0: the same cell only)
+    conditioning: str = "all"   # "all": every object's location; "one": each (image, one of its
+                                # objects) pair with prior 1/m, the data of Exp.2 (see machine_from_dataset)
 
     def __post_init__(self):
         if self.img_resolution % self.grid:
@@ -89,6 +92,8 @@ class MachineConfig(PatchGeometry):
             raise ValueError("need k >= 0, tau > 0")
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.conditioning not in CONDITIONINGS:
+            raise ValueError(f"conditioning must be one of {', '.join(CONDITIONINGS)}, got {self.conditioning!r}")
         if self.window < 0:
             raise ValueError(f"window must be >= 0, got {self.window}")
         if self.window and self.grid == 1:
@@ -116,16 +121,16 @@ class MachineConfig(PatchGeometry):
 
     @property
     def label(self) -> str:
-        if not self.local:
-            return "non-local"
-        return f"k={self.k}, window {self.window}" if self.window else f"k={self.k}"
+        label = f"k={self.k}, window {self.window}" if self.window else f"k={self.k}"
+        label = label if self.local else "non-local"
+        return label if self.conditioning == "all" else f"{label}, one location"
 
     # the fields of a TrainConfig that the clevr commands read from a run
     @property
     def experiment(self) -> str:
-        if not self.local:
-            return "machine-nonlocal"
-        return f"machine-k{self.k}-w{self.window}" if self.window else f"machine-k{self.k}"
+        name = f"machine-k{self.k}-w{self.window}" if self.window else f"machine-k{self.k}"
+        name = name if self.local else "machine-nonlocal"
+        return name if self.conditioning == "all" else f"{name}-one"
 
     @property
     def preset(self) -> str:
@@ -211,7 +216,8 @@ class LocalConditionalMachine:
     conditioner term depends only on ``(cond, mask)``, so it is cached for the last conditioner
     batch (a sampler calls ``D`` many times with the same conditioners)."""
 
-    def __init__(self, config: MachineConfig, images: torch.Tensor, cond: torch.Tensor, mask: torch.Tensor):
+    def __init__(self, config: MachineConfig, images: torch.Tensor, cond: torch.Tensor, mask: torch.Tensor,
+                 log_prior: torch.Tensor | None = None):
         if images.shape[-1] != config.img_resolution or images.shape[-2] != config.img_resolution:
             raise ValueError(f"images are {tuple(images.shape[-2:])}, config wants {config.img_resolution} px")
         self.config = config
@@ -230,6 +236,8 @@ class LocalConditionalMachine:
         dtype = getattr(torch, config.dtype)
         self.method = config.resolved_method
         self.size = len(images)
+        # log prior weight of each training pair ([N], float64; None: uniform)
+        self.log_prior = None if log_prior is None else log_prior.double().reshape(len(images))
         self.centre_cells = (images.double().view(-1, 3, g, s, g, s).permute(2, 4, 0, 1, 3, 5)
                              .reshape(g * g, len(images), 3 * s * s))      # [G^2, N, 3 s^2]
         self.stored = None
@@ -309,6 +317,8 @@ class LocalConditionalMachine:
         else:
             cost = matching_cost(points, count, self.train_points, self.train_count)
             logits = torch.where(matched[:, None, :], -cost / (2 * cfg.tau ** 2), 0.0)
+        if self.log_prior is not None:
+            logits = logits + self.log_prior.float()[:, None]          # over N, broadcast over cells
         self._cache = (cond.clone(), mask.clone(), logits, ~matched)
         return logits, ~matched
 
@@ -400,16 +410,27 @@ class LocalConditionalMachine:
 
 
 def machine_from_dataset(config: MachineConfig, dataset, limit: int | None = None) -> LocalConditionalMachine:
-    """A machine over the first ``limit`` items of a dataset of ``(image [3,H,W], cond [K,2])``."""
+    """A machine over the first ``limit`` items of a dataset of ``(image [3,H,W], cond [K,2])``.
+
+    ``config.conditioning == "one"``: the training pairs are each image with *one* of its ``m``
+    conditioners, every choice, each with prior ``1/m`` (an image without objects once, with none):
+    the empirical distribution that Exp.2's training samples (``select_conditioners``, uniform
+    choice), so the machine is its exact minimizer."""
     n = len(dataset) if limit is None else min(limit, len(dataset))
     items = [dataset[i] for i in range(n)]
+    log_prior = None
+    if config.conditioning == "one":
+        pairs = [(im, c[j:j + 1], -math.log(len(c))) for im, c in items for j in range(len(c))]
+        pairs += [(im, c, 0.0) for im, c in items if len(c) == 0]
+        items = [(im, c) for im, c, _ in pairs]
+        log_prior = torch.tensor([w for _, _, w in pairs], dtype=torch.float64)
     images = torch.stack([im for im, _ in items])
     most = max((c.shape[0] for _, c in items), default=0)
-    cond = torch.zeros(n, max(most, 1), 2)
-    mask = torch.zeros(n, max(most, 1), dtype=torch.bool)
+    cond = torch.zeros(len(items), max(most, 1), 2)
+    mask = torch.zeros(len(items), max(most, 1), dtype=torch.bool)
     for i, (_, c) in enumerate(items):
         cond[i, :len(c)], mask[i, :len(c)] = c, True
-    return LocalConditionalMachine(config, images, cond, mask)
+    return LocalConditionalMachine(config, images, cond, mask, log_prior)
 
 
 MACHINE_FILE = "machine.json"
@@ -436,7 +457,8 @@ def load_machine_run(run_dir) -> tuple[LocalConditionalMachine, MachineConfig]:
     return machine_from_dataset(config, dataset, record["limit"]), config
 
 
-def reference_denoise(config: MachineConfig, images, cond, mask, x, sigma, query_cond, query_mask):
+def reference_denoise(config: MachineConfig, images, cond, mask, x, sigma, query_cond, query_mask,
+                      log_prior=None):
     """The same estimator by a plain loop over cells, window shifts and training images (float64;
     slow): the definition the fast path is tested and benchmarked against. Shapes as
     :class:`LocalConditionalMachine`."""
@@ -466,7 +488,8 @@ def reference_denoise(config: MachineConfig, images, cond, mask, x, sigma, query
                     in_train = [(float(cond[n, j, 0]) - move[0], float(cond[n, j, 1]) - move[1])
                                 for j in range(cond.shape[1]) if mask[n, j] and _in_patch(cond[n, j], rs, cs, config)]
                     centre = images[n, :, rs * s:(rs + 1) * s, cs * s:(cs + 1) * s].double()
-                    pool.append((-d2 / (2 * float(sigma[b]) ** 2), in_train, centre))
+                    prior = 0.0 if log_prior is None else float(log_prior[n])
+                    pool.append((-d2 / (2 * float(sigma[b]) ** 2) + prior, in_train, centre))
             has_match = len(in_query) <= most and any(len(t) == len(in_query) for _, t, _ in pool)
             logits = []
             for logit, in_train, _ in pool:
