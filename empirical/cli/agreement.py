@@ -159,6 +159,10 @@ def agreement_figure(report: dict):
     fig, axes = plt.subplots(2, len(targets), figsize=(4.2 * len(targets), 6.6), squeeze=False)
     sigmas = [row["sigma"] for row in report["per_sigma"]]
     nan = lambda v: float("nan") if v is None else v  # noqa: E731
+    # one colour per curve, also past tab10's ten (references, clean, the targets)
+    names = [*report["references"], "clean", *targets]
+    palette = plt.cm.tab10 if len(names) <= 10 else plt.cm.tab20
+    colours = {name: palette(i % palette.N) for i, name in enumerate(names)}
     for col, t in enumerate(targets):
         others = [*report["references"], "clean", *[o for o in targets if o != t]]
         for row_index, (measure, ylabel) in enumerate(measures):
@@ -166,7 +170,8 @@ def agreement_figure(report: dict):
             for r in others:
                 stats = [row[measure][t][r] for row in report["per_sigma"]]
                 style = "--" if r == "clean" else (":" if r in targets else "-")
-                line, = ax.plot(sigmas, [nan(s["median"]) for s in stats], style, marker="o", ms=3, label=r)
+                line, = ax.plot(sigmas, [nan(s["median"]) for s in stats], style, marker="o", ms=3, label=r,
+                                color=colours[r])
                 if r in report["references"]:
                     ax.fill_between(sigmas, [nan(s["q25"]) for s in stats], [nan(s["q75"]) for s in stats],
                                     color=line.get_color(), alpha=0.15)
