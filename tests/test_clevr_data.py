@@ -254,3 +254,57 @@ def test_a_bad_synthetic_range_exits_2_with_one_line(tmp_path, capsys, spec):
     err = capsys.readouterr().err
     assert "--data" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+# -- the framed camera (issue 11 item 2) ---------------------------------------------------------
+
+def test_framed_camera_keeps_the_placement_square_in_view_with_its_margin():
+    uv = clevr.project_to_image(clevr.PLACEMENT_CORNERS, clevr.FRAMED_CAMERA)
+    assert np.abs(uv).max() == pytest.approx(1 / 1.05)      # the tightest fit, widened 5 %
+    # CLEVR's camera shows the square as a thin band; the framed one fills the frame's height
+    def height(camera):
+        v = clevr.project_to_image(clevr.PLACEMENT_CORNERS, camera)[:, 1]
+        return v.max() - v.min()
+    assert height(clevr.FRAMED_CAMERA) > 1.5 * height(clevr.CLEVR_CAMERA)
+    # axis-aligned: the placement square's x axis projects to the image rows' direction
+    left, right = clevr.project_to_image(np.array([[-3.0, 0, 0], [3.0, 0, 0]]), clevr.FRAMED_CAMERA)
+    assert left[1] == pytest.approx(right[1]) and left[0] == pytest.approx(-right[0])
+    with pytest.raises(UserError, match="--camera"):
+        clevr.get_camera("fisheye")
+
+
+def test_framed_render_locations_match_masks_and_objects_are_larger():
+    from empirical.clevr.render import load, object_id_mask, render_visible_scene, visible_pixels
+    for seed in range(3):
+        rendered = render_visible_scene(np.random.default_rng(seed), 1, 32, 2, seed,
+                                        camera=clevr.FRAMED_CAMERA)
+        rows, cols = np.nonzero(rendered.mask == 1)
+        centroid = np.array([2 * (cols.mean() + 0.5) / 32 - 1, 2 * (rows.mean() + 0.5) / 32 - 1])
+        assert np.abs(centroid - rendered.locations[0]).max() < 2 / 32
+        assert rendered.pixels[0] >= clevr.min_visible_pixels(32)
+    # the same scenes through both cameras: every scene shows more object pixels framed
+    # (a narrower field of view from the same distance: about 1.6x the area)
+    for seed in range(4):
+        scene = clevr.sample_scene(np.random.default_rng(seed), 3)
+        shown = {camera.name: visible_pixels(object_id_mask(load(scene, 32, 1, 0, camera), 32), 3).sum()
+                 for camera in (clevr.CLEVR_CAMERA, clevr.FRAMED_CAMERA)}
+        assert shown["framed"] > 1.3 * shown["clevr"], shown
+
+
+def test_camera_is_part_of_the_dataset_settings(one_shot, tmp_path):
+    manifest = json.loads((one_shot / "manifest.json").read_text())
+    assert manifest["camera"] == "clevr"
+    with pytest.raises(UserError, match="camera"):
+        build_dataset(_config(camera="framed"), one_shot, progress=False)
+    with pytest.raises(UserError, match="--camera"):
+        _config(camera="fisheye")
+    # a manifest written before the field existed resumes as CLEVR's camera
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    for f in one_shot.iterdir():
+        (legacy / f.name).write_bytes(f.read_bytes())
+    del manifest["camera"]
+    (legacy / "manifest.json").write_text(json.dumps(manifest))
+    assert build_dataset(_config(), legacy, progress=False)["complete"]
+    framed = build_dataset(_config(camera="framed"), tmp_path / "framed", progress=False)
+    assert framed["camera"] == "framed" and _files(tmp_path / "framed") != _files(one_shot)

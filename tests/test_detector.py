@@ -215,6 +215,14 @@ def test_fine_tuning_starts_from_the_init_weights(torch_one_thread, tmp_path, mo
     report = json.loads((tmp_path / "run" / "train.json").read_text())
     assert report["init"] == str(tmp_path / "init.pt")
     assert json.loads((tmp_path / "run" / "run.json").read_text())["config"]["init"] == report["init"]
+    # a 32 px network fine-tunes at another working resolution (conv weights do not depend on it)
+    with pytest.raises(UserError, match="--working-resolution"):
+        train_detector_cli(_train_args(tmp_path, out=str(tmp_path / "w30"), working_resolution=30))
+    assert not (tmp_path / "w30").exists()
+    assert train_detector_cli(_train_args(tmp_path, out=str(tmp_path / "w48"), working_resolution=48,
+                                          init=str(tmp_path / "init.pt"))) == 0
+    assert load_detector(tmp_path / "w48" / "detector.pt").working_resolution == 48
+    assert json.loads((tmp_path / "w48" / "train.json").read_text())["working_resolution"] == 48
 
 
 def test_hard_example_weights_single_out_the_image_the_network_gets_wrong(torch_one_thread):
@@ -304,3 +312,17 @@ def test_error_breakdown_splits_by_visibility_and_error_sign():
     hidden = hardness.centre_hidden(mask, np.array([[1 / 32, 1 / 32], [-1 + 1 / 32, -1 + 1 / 32]]))
     assert hidden.tolist() == [True, False]
     assert hardness.visible_pixels(np.kron(mask, np.ones((2, 2), np.uint8)), 2).tolist() == [0, 2]
+
+
+def test_working_resolution_is_stored_with_the_detector(tmp_path):
+    network = build_network(4, working_resolution=48)
+    save_detector(network, tmp_path / "d48.pt")
+    loaded = load_detector(tmp_path / "d48.pt")
+    assert loaded.working_resolution == 48
+    from empirical.detection.detector import predict_heatmaps
+    assert predict_heatmaps(loaded, np.zeros((2, 48, 48, 3), np.uint8)).shape == (2, 96, 96)
+    assert predict_heatmaps(loaded, np.zeros((1, 32, 32, 3), np.uint8)).shape == (1, 96, 96)
+    assert load_detector(tmp_path / "d48.pt").width == 4
+    assert tuple(to_working_resolution(np.zeros((1, 96, 96, 3), np.uint8), 48).shape) == (1, 3, 48, 48)
+    with pytest.raises(ValueError, match="working_resolution"):
+        build_network(4, working_resolution=30)

@@ -196,3 +196,16 @@ def test_checkpoints_written_before_the_subpackage_split_still_load(tmp_path, mo
     assert "empirical.experiments" not in sys.modules
     state = load_checkpoint(tmp_path / "old.pt")
     assert type(state["config"]) is experiments.TrainConfig and state["config"] == config
+
+
+@pytest.mark.parametrize("experiment", ["exp1", "exp2l"])
+def test_mini48_preset_denoises_48_px_images(experiment):
+    from empirical.training.experiments import build_model
+    config = make_train_config(experiment, "mini48")
+    assert config.resolution == 48
+    model = build_model(config).eval()
+    x = torch.randn(2, 3, 48, 48)
+    cond, mask = torch.rand(2, 3, 2) * 2 - 1, torch.tensor([[True, True, False], [True, False, False]])
+    with torch.no_grad():
+        out = model(x, torch.full((2,), 0.5), cond, mask)
+    assert out.shape == x.shape and torch.isfinite(out).all()

@@ -88,6 +88,21 @@ def test_plan_of_the_full_table_and_its_shards(tmp_path):
         make_config("mini", experiments="exp1,exp9")
 
 
+def test_framed_preset_renders_through_the_framed_camera_with_its_own_detector(tmp_path):
+    from empirical.validation.plan import build_plan, make_config
+
+    plan = build_plan(make_config("framed", rows="1-3"), tmp_path)
+    for render in plan["render"]:
+        assert render.argv[-2:] == ("--camera", "framed") and render.fields["camera"] == "framed"
+        assert render.argv[render.argv.index("--resolution") + 1] == "48"
+    assert all(("--preset", "mini48") == t.argv[t.argv.index("--preset"):][:2] for t in plan["train"])
+    assert all("results/detector/framed48/detector.pt" in k.argv for k in plan["kmax"])
+    # the mini plan is unchanged: no --camera, no camera field (records made before it still match)
+    mini = build_plan(make_config("mini", rows="1-3"), tmp_path)
+    assert all("--camera" not in r.argv and "camera" not in r.fields for r in mini["render"])
+    assert make_config("framed", detector="mine.pt").detector == "mine.pt"
+
+
 def test_a_stage_run_alone_needs_its_inputs_finished(tmp_path, capsys):
     assert main([*TINY, "--out", str(tmp_path / "v"), "--stage", "kmax", "--shard", "1/2"]) == 2
     assert "needs train 1-3/exp2-s0 finished first" in capsys.readouterr().err

@@ -3,7 +3,7 @@
 Layout of a dataset directory::
 
     manifest.json      {"preset", "resolution", "seed", "num_images", "conditioning", "spp",
-                        "min_objects", "max_objects", "shard_size", "complete",
+                        "min_objects", "max_objects", "shard_size", "camera", "complete",
                         "shards": [{"file": "shard-00000.npz", "sha256": ..., "count": ...}]}
     shard-NNNNN.npz    images uint8 [N, H, W, 3], masks uint8 [N, H, W] (0 background,
                        j+1 object j), metadata uint8 bytes (JSON list, one entry per image)
@@ -42,7 +42,9 @@ from localcomp.provenance import (check_writable_dir, write_bytes_atomic, write_
 
 MANIFEST = "manifest.json"
 METADATA = "metadata.jsonl"
-RESOLUTIONS = (16, 32, 64, 128)
+RESOLUTIONS = (16, 32, 48, 64, 128)
+#: the value a manifest written before a field existed stands for
+LEGACY_MANIFEST_DEFAULTS = {"camera": "clevr"}
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 
@@ -63,16 +65,18 @@ class BuildConfig:
     spp: int
     seed: int
     shard_size: int
+    #: the camera's name in :data:`empirical.clevr.scene.CAMERAS` ("framed": issue 11's framing)
+    camera: str = "clevr"
 
     @classmethod
     def from_preset(cls, preset: DataPreset, num_images: int | None = None,
                     resolution: int | None = None, spp: int | None = None, seed: int = 0,
-                    shard_size: int | None = None) -> "BuildConfig":
+                    shard_size: int | None = None, camera: str = "clevr") -> "BuildConfig":
         config = cls(preset.name, preset.min_objects, preset.max_objects, preset.conditioning,
                      preset.num_images if num_images is None else int(num_images),
                      preset.resolution if resolution is None else int(resolution),
                      preset.spp if spp is None else int(spp), int(seed),
-                     preset.shard_size if shard_size is None else int(shard_size))
+                     preset.shard_size if shard_size is None else int(shard_size), str(camera))
         config.validate()
         return config
 
@@ -92,6 +96,8 @@ class BuildConfig:
                             f"{self.min_objects}..{self.max_objects}")
         if self.conditioning not in CONDITIONING_MODES:
             raise UserError(f"conditioning: must be one of {CONDITIONING_MODES}")
+        from empirical.clevr.scene import get_camera
+        get_camera(self.camera)  # UserError naming --camera and the known cameras
 
     @property
     def num_shards(self) -> int:
@@ -113,11 +119,13 @@ def image_rng(seed: int, index: int) -> np.random.Generator:
 def render_one(config: BuildConfig, index: int) -> tuple[np.ndarray, np.ndarray, dict]:
     """Render image ``index``: (image uint8 [R, R, 3], mask uint8 [R, R], metadata dict)."""
     from empirical.clevr.render import render_visible_scene
+    from empirical.clevr.scene import get_camera
 
     rng = image_rng(config.seed, index)
     num_objects = int(rng.integers(config.min_objects, config.max_objects + 1))
     render_seed = int(rng.integers(0, 2**31))
-    rendered = render_visible_scene(rng, num_objects, config.resolution, config.spp, render_seed)
+    rendered = render_visible_scene(rng, num_objects, config.resolution, config.spp, render_seed,
+                                    camera=get_camera(config.camera))
     objects = rendered.object_records()
     if config.conditioning == "one" and objects:
         chosen = [int(rng.integers(len(objects)))]
@@ -240,7 +248,7 @@ def build_dataset(config: BuildConfig, out_dir: str | os.PathLike, workers: int 
             raise DatasetError(f"{manifest_path}: corrupted manifest ({error}); choose another "
                                f"directory") from error
         listed = {e.get("file"): e for e in old.get("shards", []) if isinstance(e, dict)}
-        differing = [k for k in header if old.get(k) != header[k]]
+        differing = [k for k in header if old.get(k, LEGACY_MANIFEST_DEFAULTS.get(k)) != header[k]]
         if differing:
             raise UserError(f"--out: {out} holds a dataset with different settings "
                             f"({', '.join(differing)}); choose another directory")

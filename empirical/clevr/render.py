@@ -1,7 +1,7 @@
 """Mitsuba 3 renderer of CLEVR scenes (variant ``scalar_rgb``, path tracing).
 
 A :class:`~empirical.clevr.scene.Scene` becomes a Mitsuba scene dictionary: a grey diffuse floor,
-the fixed CLEVR camera, three lights (key, fill, back) plus CLEVR's sun and a dim constant
+the camera (CLEVR's, or another :class:`~empirical.clevr.scene.Camera`), three lights (key, fill, back) plus CLEVR's sun and a dim constant
 ambient term, and one primitive per object (``sphere``; ``cube``; ``cylinder``
 with two ``disk`` caps). Rubber is a rough plastic, metal a rough conductor tinted by the
 object's colour. The object-id mask is obtained by casting one ray through every pixel centre
@@ -101,17 +101,19 @@ def object_shapes(index: int, obj: clevr.SceneObject) -> dict[str, dict]:
     raise ValueError(f"unknown shape {obj.shape!r}")
 
 
-def scene_dict(scene: clevr.Scene, resolution: int, spp: int, seed: int) -> dict:
-    """The full Mitsuba scene dictionary (camera, film, sampler seeded by ``seed``)."""
+def scene_dict(scene: clevr.Scene, resolution: int, spp: int, seed: int,
+               camera: clevr.Camera = clevr.CLEVR_CAMERA) -> dict:
+    """The full Mitsuba scene dictionary (camera, film, sampler seeded by ``seed``); the lights
+    stay CLEVR's whatever the camera."""
     mi = _mitsuba()
     T = mi.ScalarTransform4f
     d: dict = {
         "type": "scene",
         "integrator": {"type": "path", "max_depth": MAX_DEPTH, "block_size": BLOCK_SIZE},
         "sensor": {
-            "type": "perspective", "fov": clevr.CAMERA_FOV_DEG, "fov_axis": "x",
-            "to_world": T().look_at(origin=list(clevr.CAMERA_POSITION),
-                                    target=list(clevr.CAMERA_TARGET), up=list(clevr.CAMERA_UP)),
+            "type": "perspective", "fov": float(camera.fov_deg), "fov_axis": "x",
+            "to_world": T().look_at(origin=list(camera.position), target=list(camera.target),
+                                    up=list(camera.up)),
             "film": {"type": "hdrfilm", "width": resolution, "height": resolution,
                      "rfilter": {"type": "box"}, "pixel_format": "rgb"},
             "sampler": {"type": "independent", "sample_count": int(spp), "seed": int(seed)},
@@ -138,9 +140,10 @@ def scene_dict(scene: clevr.Scene, resolution: int, spp: int, seed: int) -> dict
     return d
 
 
-def load(scene: clevr.Scene, resolution: int, spp: int, seed: int):
+def load(scene: clevr.Scene, resolution: int, spp: int, seed: int,
+         camera: clevr.Camera = clevr.CLEVR_CAMERA):
     """Load the Mitsuba scene (cheap: a few ms)."""
-    return _mitsuba().load_dict(scene_dict(scene, resolution, spp, seed), parallel=False)
+    return _mitsuba().load_dict(scene_dict(scene, resolution, spp, seed, camera), parallel=False)
 
 
 def object_id_mask(mi_scene, resolution: int) -> np.ndarray:
@@ -200,20 +203,21 @@ def visible_pixels(mask: np.ndarray, num_objects: int) -> np.ndarray:
 
 
 def render_visible_scene(rng: np.random.Generator, num_objects: int, resolution: int,
-                         spp: int, render_seed: int, max_attempts: int = 1000) -> RenderedScene:
+                         spp: int, render_seed: int, max_attempts: int = 1000,
+                         camera: clevr.Camera = clevr.CLEVR_CAMERA) -> RenderedScene:
     """Sample scenes with :func:`empirical.clevr.scene.sample_scene` until every object covers at
-    least :func:`empirical.clevr.scene.min_visible_pixels` pixels (CLEVR's rule, scaled), then
-    path-trace that scene with sampler seed ``render_seed``."""
+    least :func:`empirical.clevr.scene.min_visible_pixels` pixels (CLEVR's rule, scaled) as
+    seen by ``camera``, then path-trace that scene with sampler seed ``render_seed``."""
     threshold = clevr.min_visible_pixels(resolution)
     for attempt in range(1, max_attempts + 1):
         sampled = clevr.sample_scene(rng, num_objects)
-        mi_scene = load(sampled, resolution, spp, render_seed)
+        mi_scene = load(sampled, resolution, spp, render_seed, camera)
         mask = object_id_mask(mi_scene, resolution)
         pixels = visible_pixels(mask, num_objects)
         if np.all(pixels >= threshold):
             image = render_image(mi_scene, render_seed)
             locations = clevr.project_to_image(
-                np.array([o.position for o in sampled.objects]).reshape(-1, 3))
+                np.array([o.position for o in sampled.objects]).reshape(-1, 3), camera)
             return RenderedScene(sampled, image, mask, locations.reshape(-1, 2), pixels, attempt)
     raise RuntimeError(f"no scene with {num_objects} visible objects in {max_attempts} attempts "
                        f"at resolution {resolution}")

@@ -91,36 +91,96 @@ def min_visible_pixels(resolution: int) -> int:
     return int(math.ceil(CLEVR_MIN_PIXELS * resolution * resolution / CLEVR_IMAGE_PIXELS))
 
 
-def camera_frame() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+@dataclass(frozen=True)
+class Camera:
+    """A pinhole camera for a square image: ``position``, ``target``, ``up`` in world units and
+    the field of view ``fov_deg`` (horizontal = vertical, the image is square)."""
+
+    name: str
+    position: tuple[float, float, float]
+    target: tuple[float, float, float] = CAMERA_TARGET
+    up: tuple[float, float, float] = CAMERA_UP
+    fov_deg: float = CAMERA_FOV_DEG
+
+
+#: CLEVR's camera (base_scene.blend)
+CLEVR_CAMERA = Camera("clevr", CAMERA_POSITION)
+
+#: the placement square's corners at floor level and at the top of a large cylinder (z = 1.4):
+#: what a framed camera must keep in view
+PLACEMENT_CORNERS = np.array([[x, y, z] for x in (-PLACEMENT_HALF_WIDTH, PLACEMENT_HALF_WIDTH)
+                              for y in (-PLACEMENT_HALF_WIDTH, PLACEMENT_HALF_WIDTH)
+                              for z in (0.0, 2 * SIZES["large"])])
+
+
+def camera_frame(camera: Camera = CLEVR_CAMERA) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Orthonormal camera axes (right, down, forward) in world coordinates, each shape [3]."""
-    eye = np.asarray(CAMERA_POSITION)
-    forward = np.asarray(CAMERA_TARGET) - eye
+    eye = np.asarray(camera.position, dtype=np.float64)
+    forward = np.asarray(camera.target, dtype=np.float64) - eye
     forward /= np.linalg.norm(forward)
-    right = np.cross(forward, np.asarray(CAMERA_UP))
+    right = np.cross(forward, np.asarray(camera.up, dtype=np.float64))
     right /= np.linalg.norm(right)
     down = np.cross(forward, right)
     return right, down, forward
 
 
+def orbit_position(azimuth_deg: float, elevation_deg: float,
+                   distance: float) -> tuple[float, float, float]:
+    """Camera position on a sphere of ``distance`` around the origin: azimuth 0 looks along +y
+    (the camera sits on the -y axis), elevation is the angle above the floor."""
+    a, e = math.radians(azimuth_deg - 90.0), math.radians(elevation_deg)
+    return (distance * math.cos(e) * math.cos(a), distance * math.cos(e) * math.sin(a),
+            distance * math.sin(e))
+
+
+def fitted_camera(name: str, position: tuple[float, float, float],
+                  margin: float = 1.05) -> Camera:
+    """A camera at ``position`` looking at the origin whose field of view is the smallest that
+    holds every :data:`PLACEMENT_CORNERS` point, widened by ``margin`` (so objects anywhere in
+    the placement square stay in the frame)."""
+    probe = Camera(name, tuple(float(c) for c in position), fov_deg=90.0)
+    uv = project_to_image(PLACEMENT_CORNERS, probe)          # in units of tan(45 deg) = 1
+    tan_half = float(np.abs(uv).max()) * margin
+    return Camera(name, probe.position, fov_deg=math.degrees(2.0 * math.atan(tan_half)))
+
+
 def floor_directions() -> dict[str, np.ndarray]:
     """CLEVR's cardinal directions on the floor (unit [2] vectors): ``behind`` is the view
-    direction projected to the floor, ``left`` the camera's left projected to the floor."""
-    right, _, forward = camera_frame()
+    direction projected to the floor, ``left`` the camera's left projected to the floor. Always
+    CLEVR's camera: the placement rule (and so the scene distribution) does not depend on the
+    camera a dataset is rendered with."""
+    right, _, forward = camera_frame(CLEVR_CAMERA)
     behind = forward[:2] / np.linalg.norm(forward[:2])
     left = -right[:2] / np.linalg.norm(right[:2])
     return {"behind": behind, "front": -behind, "left": left, "right": -left}
 
 
-def project_to_image(points: np.ndarray) -> np.ndarray:
+def project_to_image(points: np.ndarray, camera: Camera = CLEVR_CAMERA) -> np.ndarray:
     """Pinhole projection of world points ``[n, 3]`` to locations ``[n, 2]`` (u, v) in
     [-1, 1] for a square image: u = (p.right / p.forward) / tan(fov/2), v likewise with
     the down axis (square image, so both axes share the horizontal field of view)."""
     points = np.atleast_2d(np.asarray(points, dtype=np.float64))
-    right, down, forward = camera_frame()
-    rel = points - np.asarray(CAMERA_POSITION)
+    right, down, forward = camera_frame(camera)
+    rel = points - np.asarray(camera.position, dtype=np.float64)
     depth = rel @ forward
-    scale = math.tan(math.radians(CAMERA_FOV_DEG) / 2.0)
+    scale = math.tan(math.radians(camera.fov_deg) / 2.0)
     return np.stack([(rel @ right) / depth / scale, (rel @ down) / depth / scale], axis=-1)
+
+
+#: axis-aligned view from 70 degrees above the floor at CLEVR's camera distance, framed on the
+#: placement square (issue 11 item 2: at 48 px every object shows >= 6 px, docs/clevr-data.md)
+FRAMED_CAMERA = fitted_camera("framed", orbit_position(0.0, 70.0, float(np.linalg.norm(CAMERA_POSITION))))
+
+CAMERAS: dict[str, Camera] = {c.name: c for c in (CLEVR_CAMERA, FRAMED_CAMERA)}
+
+
+def get_camera(name: str) -> Camera:
+    """The camera called ``name``; a UserError listing the known names otherwise."""
+    from localcomp.errors import UserError
+
+    if name not in CAMERAS:
+        raise UserError(f"--camera: unknown camera {name!r}; known: {', '.join(CAMERAS)}")
+    return CAMERAS[name]
 
 
 def object_centre_height(shape: str, radius: float) -> float:

@@ -18,6 +18,9 @@ def add_data_commands(clevr_subparsers) -> None:
     p.add_argument("--resolution", type=int, default=None)
     p.add_argument("--spp", type=int, default=None, help="samples per pixel")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--camera", default="clevr",
+                   help="clevr (CLEVR's camera) or framed (axis-aligned, 70 degrees elevation, "
+                        "framed on the placement square; docs/clevr-data.md)")
     p.set_defaults(func=_render)
 
     d = clevr_subparsers.add_parser("detector", help="train / evaluate the object detector")
@@ -38,6 +41,9 @@ def add_data_commands(clevr_subparsers) -> None:
     t.add_argument("--hard-fraction", type=float, default=0.0,
                    help="with --init: share of each batch drawn in proportion to the initial "
                         "network's loss on each image (hard-example mining)")
+    t.add_argument("--working-resolution", type=int, default=32,
+                   help="every image is resampled to this size first (a multiple of 4; 48 for "
+                        "the framed 48 px data); stored in detector.pt")
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=_detector_train)
     e = jobs.add_parser("eval", help="exact-count accuracy per K on held-out renders")
@@ -57,7 +63,8 @@ def _render(args) -> int:
     if args.workers < 1:
         raise UserError(f"--workers: must be >= 1, got {args.workers}")
     config = BuildConfig.from_preset(get_preset(args.preset), num_images=args.num_images,
-                                     resolution=args.resolution, spp=args.spp, seed=args.seed)
+                                     resolution=args.resolution, spp=args.spp, seed=args.seed,
+                                     camera=args.camera)
     manifest = build_dataset(config, args.out, workers=args.workers)
     print(json.dumps({"out": args.out, "num_images": manifest["num_images"],
                       "shards": len(manifest["shards"]), "complete": manifest["complete"]}))

@@ -1,11 +1,11 @@
 """Object detector for Kmax: a small encoder-decoder (UNet-like) centre-heatmap network.
 
 Input: uint8 images [B, H, W, 3], square, any size. Every image is first resized to the
-detector's *working resolution* (32 px: 64 px renders are 2x2 area-averaged, which is what a
-32 px render with a box pixel filter estimates, up to the sRGB curve), so one network serves
-32 and 64 px. The network sees RGB scaled to [-1, 1] plus two coordinate channels (u, v) (the
+detector's *working resolution* (stored with the network; 32 px by default: 64 px renders are
+2x2 area-averaged, which is what a 32 px render with a box pixel filter estimates, up to the
+sRGB curve), so one network serves 32 and 64 px; 48 for the framed 48 px data of issue 11). The network sees RGB scaled to [-1, 1] plus two coordinate channels (u, v) (the
 camera is fixed, so an object's apparent size depends on where it is), and outputs one logit
-per cell of a heatmap at **twice** the working resolution (64x64 cells of half a pixel):
+per cell of a heatmap at **twice** the working resolution (at 32 px 64x64 cells of half a pixel):
 "an object's projected centre lies in this cell". Twice, because at 32 px two centres can lie
 1.2 px apart (see ``docs/clevr-data.md``), which a 3x3 peak search at 1 px cells would merge.
 
@@ -56,13 +56,15 @@ def _network_class():
 
     class CentreNet(nn.Module):
         """UNet with two downsamplings; forward: float [B, 5, R, R] -> logits [B, 1, 2R, 2R]
-        (R divisible by 4). ``threshold`` (a buffer, saved with the weights) is the decoding
+        (R divisible by 4; R = ``working_resolution`` for images taken there by
+        :func:`network_input`). ``threshold`` (a buffer, saved with the weights) is the decoding
         probability threshold."""
 
-        def __init__(self, width: int):
+        def __init__(self, width: int, working_resolution: int = WORKING_RESOLUTION):
             super().__init__()
             c = width
             self.width = width
+            self.working_resolution = int(working_resolution)
             self.enc1 = nn.Sequential(_block(5, c), _block(c, c))
             self.enc2 = nn.Sequential(_block(c, 2 * c, stride=2), _block(2 * c, 2 * c))
             self.mid = nn.Sequential(_block(2 * c, 4 * c, stride=2), _block(4 * c, 4 * c),
@@ -86,27 +88,31 @@ def _network_class():
     return CentreNet
 
 
-def build_network(width: int = 32):
-    """An untrained :class:`CentreNet` of ``width`` base channels (a multiple of 4)."""
+def build_network(width: int = 32, working_resolution: int = WORKING_RESOLUTION):
+    """An untrained :class:`CentreNet` of ``width`` base channels (a multiple of 4) that reads
+    images at ``working_resolution`` px (a multiple of 4)."""
     if width < 4 or width % 4:
         raise ValueError(f"width must be a positive multiple of 4, got {width}")
-    return _network_class()(width)
+    if working_resolution < 4 or working_resolution % 4:
+        raise ValueError(f"working_resolution must be a positive multiple of 4, got {working_resolution}")
+    return _network_class()(width, working_resolution)
 
 
-def to_working_resolution(images: np.ndarray):
-    """uint8 [B, H, W, 3] (square) -> float32 tensor [B, 3, 32, 32] in [-1, 1]: area average
-    when H is a multiple of 32, bilinear (antialiased) resampling otherwise."""
+def to_working_resolution(images: np.ndarray, working_resolution: int = WORKING_RESOLUTION):
+    """uint8 [B, H, W, 3] (square) -> float32 tensor [B, 3, R, R] in [-1, 1], R =
+    ``working_resolution``: area average when H is a multiple of R, bilinear (antialiased)
+    resampling otherwise."""
     import torch
     import torch.nn.functional as F
 
     x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
-    size = x.shape[-1]
-    if size == WORKING_RESOLUTION:
+    size, working = x.shape[-1], int(working_resolution)
+    if size == working:
         return x
-    if size % WORKING_RESOLUTION == 0:
-        return F.avg_pool2d(x, size // WORKING_RESOLUTION)
-    return F.interpolate(x, size=(WORKING_RESOLUTION, WORKING_RESOLUTION), mode="bilinear",
-                         antialias=True, align_corners=False)
+    if size % working == 0:
+        return F.avg_pool2d(x, size // working)
+    return F.interpolate(x, size=(working, working), mode="bilinear", antialias=True,
+                         align_corners=False)
 
 
 def add_coordinates(x):
@@ -119,9 +125,9 @@ def add_coordinates(x):
     return torch.cat([x, u, v], dim=1)
 
 
-def network_input(images: np.ndarray):
-    """uint8 [B, H, W, 3] -> float32 tensor [B, 5, 32, 32] (working resolution + (u, v))."""
-    return add_coordinates(to_working_resolution(images))
+def network_input(images: np.ndarray, working_resolution: int = WORKING_RESOLUTION):
+    """uint8 [B, H, W, 3] -> float32 tensor [B, 5, R, R] (working resolution R + (u, v))."""
+    return add_coordinates(to_working_resolution(images, working_resolution))
 
 
 def heatmap_targets(locations: list[np.ndarray], size: int) -> np.ndarray:
@@ -194,13 +200,15 @@ def decode_heatmap(prob: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> li
 
 
 def save_detector(network, path: str | Path) -> None:
-    """Atomically write ``{"architecture", "width", "state_dict"}`` (threshold included)."""
+    """Atomically write ``{"architecture", "width", "working_resolution", "state_dict"}``
+    (threshold included)."""
     import torch
 
     from localcomp.provenance import write_bytes_atomic
 
     buffer = io.BytesIO()
     torch.save({"architecture": ARCHITECTURE, "width": network.width,
+                "working_resolution": network.working_resolution,
                 "state_dict": {k: v.detach().clone() for k, v in network.state_dict().items()}},
                buffer)
     write_bytes_atomic(path, buffer.getvalue())
@@ -208,7 +216,8 @@ def save_detector(network, path: str | Path) -> None:
 
 def load_detector(path: str | Path):
     """A trained network (eval mode) from a checkpoint written by :func:`save_detector` (or a
-    bare ``{"width", "state_dict"}`` of this architecture; threshold then the default).
+    bare ``{"width", "state_dict"}`` of this architecture; threshold then the default, working
+    resolution 32 when the checkpoint does not name one).
     UserError for a checkpoint of another architecture (e.g. the old dilated conv net)."""
     import torch
 
@@ -216,7 +225,8 @@ def load_detector(path: str | Path):
 
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     architecture = checkpoint.get("architecture", ARCHITECTURE)
-    network = build_network(int(checkpoint["width"]))
+    network = build_network(int(checkpoint["width"]),
+                            int(checkpoint.get("working_resolution", WORKING_RESOLUTION)))
     state = dict(checkpoint["state_dict"])
     state.setdefault("threshold", network.threshold)
     if architecture != ARCHITECTURE or set(state) != set(network.state_dict()):
@@ -229,7 +239,8 @@ def load_detector(path: str | Path):
 
 
 def predict_heatmaps(network, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """Object-centre probabilities float32 [B, 64, 64] for uint8 images [B, H, W, 3]."""
+    """Object-centre probabilities float32 [B, 2R, 2R] for uint8 images [B, H, W, 3] (R the
+    network's working resolution)."""
     import torch
 
     images = np.asarray(images)
@@ -237,13 +248,14 @@ def predict_heatmaps(network, images: np.ndarray, batch_size: int = 256) -> np.n
         raise ValueError(f"images must be uint8 [B, H, W, 3], got {images.dtype} {images.shape}")
     if images.shape[1] != images.shape[2]:
         raise ValueError(f"images must be square, got {images.shape[1]}x{images.shape[2]}")
-    size = WORKING_RESOLUTION * HEATMAP_SCALE
+    size = network.working_resolution * HEATMAP_SCALE
     out = np.zeros((len(images), size, size), dtype=np.float32)
     was_training = network.training
     network.eval()
     with torch.no_grad():
         for start in range(0, len(images), batch_size):
-            logits = network(network_input(images[start:start + batch_size]))
+            logits = network(network_input(images[start:start + batch_size],
+                                           network.working_resolution))
             out[start:start + batch_size] = torch.sigmoid(logits[:, 0]).numpy()
     network.train(was_training)
     return out
@@ -312,14 +324,16 @@ def object_locations(data) -> list[np.ndarray]:
 def train_detector(datasets: list, steps: int, seed: int, batch_size: int = 32,
                    width: int = 32, lr: float = 2e-3, progress: bool = True,
                    checkpoint: str | Path | None = None, checkpoint_every: int = 500,
-                   ema_decay: float = 0.998, init=None, hard_fraction: float = 0.0):
+                   ema_decay: float = 0.998, init=None, hard_fraction: float = 0.0,
+                   working_resolution: int = WORKING_RESOLUTION):
     """Train on ``datasets`` (:class:`empirical.clevr.dataset.ClevrData`, any square resolutions;
-    all images are taken to the working resolution once, up front); batches are drawn
+    all images are taken to ``working_resolution`` once, up front); batches are drawn
     uniformly over the pooled images, augmented (:func:`augment`), with AdamW and a one-cycle
     schedule. Returns (EMA network in eval mode, loss history). With ``checkpoint`` the EMA
     network is saved there every ``checkpoint_every`` steps (a killed run keeps its progress).
     ``init``: a network of the same ``width`` (e.g. :func:`load_detector`) whose weights (and
-    threshold) the training starts from (fine-tuning); the EMA starts from them too.
+    threshold) the training starts from (fine-tuning; its working resolution may differ, the
+    weights of a fully convolutional network do not depend on it); the EMA starts from them too.
     ``hard_fraction`` (fine-tuning only): that share of every batch is drawn with probability
     proportional to the ``init`` network's own loss on each (unaugmented) training image
     (:func:`hard_example_weights`), the rest uniformly: the images the network gets wrong, e.g.
@@ -331,10 +345,10 @@ def train_detector(datasets: list, steps: int, seed: int, batch_size: int = 32,
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    images = torch.cat([to_working_resolution(d.images) for d in datasets])
+    images = torch.cat([to_working_resolution(d.images, working_resolution) for d in datasets])
     locations = [loc for d in datasets for loc in object_locations(d)]
-    targets = torch.from_numpy(heatmap_targets(locations, WORKING_RESOLUTION * HEATMAP_SCALE))
-    network = build_network(width)
+    targets = torch.from_numpy(heatmap_targets(locations, working_resolution * HEATMAP_SCALE))
+    network = build_network(width, working_resolution)
     if init is not None:
         if init.width != width:
             raise ValueError(f"init network has width {init.width}, not {width}")
@@ -476,6 +490,10 @@ def train_detector_cli(args) -> int:
     from localcomp.errors import UserError
     from localcomp.provenance import write_json_atomic, write_run_record
 
+    working_resolution = getattr(args, "working_resolution", WORKING_RESOLUTION)
+    if working_resolution < 4 or working_resolution % 4:
+        raise UserError(f"--working-resolution: must be a positive multiple of 4, got "
+                        f"{working_resolution}")
     for name in ("steps", "width", "batch_size", "threads"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')}: must be >= 1, got {getattr(args, name)}")
@@ -499,7 +517,8 @@ def train_detector_cli(args) -> int:
     start = time.time()
     network, losses = train_detector(datasets, args.steps, args.seed, batch_size=args.batch_size,
                                      width=args.width, lr=args.lr, checkpoint=out / "detector.pt",
-                                     init=init_network, hard_fraction=hard_fraction)
+                                     init=init_network, hard_fraction=hard_fraction,
+                                     working_resolution=working_resolution)
     train_seconds = time.time() - start
     tuning = None
     if validation:
@@ -510,7 +529,7 @@ def train_detector_cli(args) -> int:
               "loss_mean_every_100": [float(np.mean(losses[i:i + 100]))
                                       for i in range(0, len(losses), 100)],
               "data": args.data, "validation": args.val, "init": init,
-              "hard_fraction": hard_fraction,
+              "hard_fraction": hard_fraction, "working_resolution": working_resolution,
               "threshold": float(network.threshold),
               "threshold_tuning": tuning,
               "parameters": sum(p.numel() for p in network.parameters())}

@@ -118,6 +118,11 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
                             ema_halflife_images=500_000, ema_rampup=0.05, sigma=SigmaDistribution(),
                             checkpoint_every=2000, sampler_steps=32)),
 ]}
+# `mini` at 48 px, for the framed data of issue 11 item 2 (docs/clevr-data.md): the same widths,
+# depth and schedule; attention at the same two levels (24 and 12 px); the patch models keep
+# their 16 x 16 grid (3 px cells)
+PRESETS["mini48"] = replace(PRESETS["mini"], name="mini48", resolution=48,
+                            unet=replace(PRESETS["mini"].unet, img_resolution=48, attn_resolutions=(24, 12)))
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,8 @@ class ValidationPreset:
     locality_sigmas: tuple[float, ...] | None = None  # None: the locality command's default
     data_seed: int = 100
     eval_seed: int = 21
+    camera: str = "clevr"             # `clevr render --camera` (empirical.clevr.scene.CAMERAS)
+    detector: str | None = None       # None: ValidationConfig's default (the 32 px detector)
 
 
 PRESETS: dict[str, ValidationPreset] = {p.name: p for p in [
@@ -61,6 +63,10 @@ PRESETS: dict[str, ValidationPreset] = {p.name: p for p in [
     ValidationPreset("mini", "mini", "clevr", train_images=5000, eval_images=1300, resolution=32, spp=64),
     # the paper's scale, for a GPU cluster
     ValidationPreset("paper", "paper", "clevr", train_images=10_000, eval_images=2000, resolution=64, spp=64),
+    # issue 11's new data: the framed camera at 48 px (docs/clevr-data.md), `mini48` models and the
+    # detector trained on that framing (results/detector/framed48/)
+    ValidationPreset("framed", "mini48", "clevr", train_images=5000, eval_images=1300, resolution=48, spp=64,
+                     camera="framed", detector="results/detector/framed48/detector.pt"),
 ]}
 
 
@@ -124,6 +130,8 @@ def make_config(preset: str, rows: str | None = None, experiments: str | None = 
     if seed_list is not None and any(s < 0 for s in seed_list):
         raise UserError(f"--seeds: must be >= 0, got {seeds}")
     config = ValidationConfig(preset=chosen, workers=workers)
+    if detector is None and chosen.detector is not None:
+        detector = chosen.detector
     return replace(config, **{k: v for k, v in {
         "rows": parse_list(rows, ROWS, "--rows"),
         "experiments": parse_list(experiments, EXPERIMENTS, "--experiments"),
@@ -151,9 +159,13 @@ def build_plan(config: ValidationConfig, out: str | Path) -> dict[str, list[Slic
             argv = ("clevr", "render", "--preset", data_preset, "--out", _data_spec(config, out, row),
                     "--num-images", str(images), "--resolution", str(p.resolution), "--spp", str(p.spp),
                     "--seed", str(seed), "--workers", str(config.workers))
-            plan["render"].append(Slice("render", name, argv, {
-                "data_preset": data_preset, "num_images": images, "resolution": p.resolution,
-                "spp": p.spp, "seed": seed}, outputs=(f"{_data_spec(config, out, row)}/manifest.json",)))
+            fields = {"data_preset": data_preset, "num_images": images, "resolution": p.resolution,
+                      "spp": p.spp, "seed": seed}
+            if p.camera != "clevr":  # CLEVR's camera stays implicit: records made before it match
+                argv += ("--camera", p.camera)
+                fields["camera"] = p.camera
+            plan["render"].append(Slice("render", name, argv, fields,
+                                        outputs=(f"{_data_spec(config, out, row)}/manifest.json",)))
     render_needs = {s.name: ("render", s.name) for s in plan["render"]}
     runs = []
     for row in config.rows:
