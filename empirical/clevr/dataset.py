@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from empirical.clevr.presets import CONDITIONING_MODES, DataPreset
+from empirical.clevr.scene import get_camera
 from localcomp.errors import UserError
 from localcomp.provenance import (check_writable_dir, write_bytes_atomic, write_json_atomic,
                                   write_run_record)
@@ -96,7 +97,6 @@ class BuildConfig:
                             f"{self.min_objects}..{self.max_objects}")
         if self.conditioning not in CONDITIONING_MODES:
             raise UserError(f"conditioning: must be one of {CONDITIONING_MODES}")
-        from empirical.clevr.scene import get_camera
         get_camera(self.camera)  # UserError naming --camera and the known cameras
 
     @property
@@ -119,7 +119,6 @@ def image_rng(seed: int, index: int) -> np.random.Generator:
 def render_one(config: BuildConfig, index: int) -> tuple[np.ndarray, np.ndarray, dict]:
     """Render image ``index``: (image uint8 [R, R, 3], mask uint8 [R, R], metadata dict)."""
     from empirical.clevr.render import render_visible_scene
-    from empirical.clevr.scene import get_camera
 
     rng = image_rng(config.seed, index)
     num_objects = int(rng.integers(config.min_objects, config.max_objects + 1))

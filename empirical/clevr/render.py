@@ -1,8 +1,8 @@
 """Mitsuba 3 renderer of CLEVR scenes (variant ``scalar_rgb``, path tracing).
 
 A :class:`~empirical.clevr.scene.Scene` becomes a Mitsuba scene dictionary: a grey diffuse floor,
-the camera (CLEVR's, or another :class:`~empirical.clevr.scene.Camera`), three lights (key, fill, back) plus CLEVR's sun and a dim constant
-ambient term, and one primitive per object (``sphere``; ``cube``; ``cylinder``
+the camera (CLEVR's, or another :class:`~empirical.clevr.scene.Camera`), three lights (key,
+fill, back) plus CLEVR's sun and a dim constant ambient term, and one primitive per object (``sphere``; ``cube``; ``cylinder``
 with two ``disk`` caps). Rubber is a rough plastic, metal a rough conductor tinted by the
 object's colour. The object-id mask is obtained by casting one ray through every pixel centre
 (``scene.ray_intersect``), so it is exact, deterministic and independent of the sample count.

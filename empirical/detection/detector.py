@@ -1,10 +1,11 @@
 """Object detector for Kmax: a small encoder-decoder (UNet-like) centre-heatmap network.
 
 Input: uint8 images [B, H, W, 3], square, any size. Every image is first resized to the
-detector's *working resolution* (stored with the network; 32 px by default: 64 px renders are
+detector's *working resolution*, stored with the network: 32 px by default (64 px renders are
 2x2 area-averaged, which is what a 32 px render with a box pixel filter estimates, up to the
-sRGB curve), so one network serves 32 and 64 px; 48 for the framed 48 px data of issue 11). The network sees RGB scaled to [-1, 1] plus two coordinate channels (u, v) (the
-camera is fixed, so an object's apparent size depends on where it is), and outputs one logit
+sRGB curve), so one network serves 32 and 64 px; 48 for the framed 48 px data of issue 11.
+The network sees RGB scaled to [-1, 1] plus two coordinate channels (u, v) (the
+camera is fixed for a detector, so an object's apparent size depends on where it is), and outputs one logit
 per cell of a heatmap at **twice** the working resolution (at 32 px 64x64 cells of half a pixel):
 "an object's projected centre lies in this cell". Twice, because at 32 px two centres can lie
 1.2 px apart (see ``docs/clevr-data.md``), which a 3x3 peak search at 1 px cells would merge.

@@ -8,7 +8,6 @@ share of objects under 6 and under 20 px. Targets: median >= 20 px and every obj
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
