@@ -194,3 +194,69 @@ def test_kmax_samples_are_reused_only_for_the_same_step_and_sets(tmp_path):
         load_kmax_samples(path, 7, moved, n=2)
     with pytest.raises(UserError, match="does not exist"):
         load_kmax_samples(tmp_path / "none.npz", 7, sets_by_k, n=2)
+
+
+def test_an_interrupted_kmax_resumes_at_the_first_unfinished_k(tmp_path, monkeypatch):
+    """Killed after K = 0 and 1, `clevr kmax` samples only K = 2 on the rerun, and its samples are
+    those of an uninterrupted run (issue 11 item 7: long jobs resume)."""
+    import empirical.clevr.dataset
+    import empirical.models.sampling
+    from empirical.clevr.synthetic import BlobDataset
+    from empirical.detection.detector import build_network
+
+    torch.save({"width": 4, "state_dict": build_network(4).state_dict()}, tmp_path / "det.pt")
+    monkeypatch.setattr(empirical.clevr.dataset, "ClevrDataset",
+                        lambda path: BlobDataset(size=40, resolution=16, min_objects=0, max_objects=2))
+    run = tmp_path / "run"
+    _run(["train", "--experiment", "exp2", "--preset", "tiny", "--data", "synthetic", "--out", str(run),
+          "--steps", "2", "--checkpoint-every", "2"])
+    real_sample = empirical.models.sampling.sample_for_sets
+    sampled = []
+
+    def sample_then_die_at_k2(model, sets, *args, **kwargs):
+        k_objects = sets[0].shape[0]
+        if k_objects == 2 and die[0]:
+            raise KeyboardInterrupt
+        sampled.append(k_objects)
+        return real_sample(model, sets, *args, **kwargs)
+
+    monkeypatch.setattr(empirical.models.sampling, "sample_for_sets", sample_then_die_at_k2)
+    argv = ["kmax", "--run", str(run), "--data", "D", "--detector", str(tmp_path / "det.pt"), "--max-k", "2",
+            "--num-sets", "2", "--n", "1", "--sampler-steps", "2", "--training-objects", "1-3",
+            "--precision", "fp32"]
+    die = [True]
+    with pytest.raises(KeyboardInterrupt):
+        _run(argv)
+    partial = run / "kmax_samples.partial.npz"
+    assert sampled == [0, 1] and partial.exists() and not (run / "kmax.json").exists()
+    die[0] = False
+    assert _run(argv) == 0
+    assert sampled == [0, 1, 2] and not partial.exists()
+    resumed = dict(np.load(run / "kmax_samples.npz"))
+    # the same evaluation without interruption gives the same samples
+    assert _run(argv + ["--force", "--out", str(tmp_path / "whole")]) == 0
+    whole = dict(np.load(tmp_path / "whole" / "kmax_samples.npz"))
+    assert sorted(resumed) == sorted(whole)
+    assert all(np.array_equal(resumed[key], whole[key]) for key in whole)
+    # a partial file of another evaluation (another seed) is set aside, not used
+    np.savez(tmp_path / "whole" / "kmax_samples.partial.npz", **{**whole, "seed": np.array(5)})
+    sampled.clear()
+    assert _run(argv + ["--force", "--out", str(tmp_path / "whole")]) == 0
+    assert sampled == [0, 1, 2] and (tmp_path / "whole" / "kmax_samples.partial.stale.npz").exists()
+
+
+def test_keep_steps_leaves_run_directories_of_part_of_the_budget(tmp_path):
+    """`clevr train --keep-steps 1` keeps the model at step 1 as a run directory; resuming past a
+    kept step does not need it, and a step outside the budget is refused (issue 11 item 4)."""
+    from empirical.training.train import load_trained
+
+    run = tmp_path / "run"
+    argv = ["train", "--experiment", "exp2l", "--preset", "tiny", "--data", "synthetic:1-2", "--out", str(run),
+            "--steps", "3", "--checkpoint-every", "2", "--keep-steps", "1", "--precision", "fp32"]
+    assert _run(argv) == 0
+    early, _, step = load_trained(run / "steps" / "1")
+    final, _, last = load_trained(run)
+    assert (step, last) == (1, 3)
+    assert not all(torch.equal(a, b) for a, b in zip(early.state_dict().values(), final.state_dict().values()))
+    with pytest.raises(UserError, match="--keep-steps: 9 outside 1..3"):
+        _run(argv[:-4] + ["--keep-steps", "9"])

@@ -46,6 +46,9 @@ def add_model_commands(clevr_subparsers) -> None:
     t.add_argument("--lr", type=float, default=None, help="learning rate (default: preset)")
     t.add_argument("--k", type=int, default=None,
                    help="patch experiments: patch half-width in cells (default: the experiment's)")
+    t.add_argument("--keep-steps", default=None,
+                   help="comma-separated steps at which to keep a copy of the model as a run directory "
+                        "OUT/steps/STEP (checkpoint.pt, run.json): Kmax at part of the budget")
     t.add_argument("--precision", choices=PRECISIONS, default=None,
                    help=precision_help.replace("(default: ", "(default: the checkpoint's when resuming, else ")
                    + "; resuming in another precision than the checkpoint's is refused")
@@ -111,10 +114,11 @@ def _train(args) -> int:
                  or resolve_precision(None, training_device()))
     config = make_train_config(args.experiment, args.preset, args.seed, args.steps, args.batch_size,
                                args.checkpoint_every, args.lr, precision, args.k)
+    keep_steps = parse_keep_steps(args.keep_steps, config.schedule.steps)
     conditioner = EXPERIMENTS[args.experiment].conditioner  # "colour": the colour view of --data
     dataset = load_training_data(args.data, config.resolution, args.seed, conditioner)
     try:
-        summary = train(config, dataset, args.out, data_path=args.data)
+        summary = train(config, dataset, args.out, data_path=args.data, keep_steps=keep_steps)
     except NonFiniteLossError as error:
         raise UserError(str(error)) from None
     last = summary["history"][-1]["mean_loss"] if summary["history"] else float("nan")
@@ -122,6 +126,20 @@ def _train(args) -> int:
         print(f"{args.experiment}: step {summary['step']}/{summary['steps']}, last mean loss {last:.4f} "
               f"({config.precision}), checkpoint in {args.out}")
     return 0
+
+
+def parse_keep_steps(text: str | None, steps: int) -> tuple[int, ...]:
+    """``--keep-steps "750,1500"`` -> ``(750, 1500)``; a UserError for a step outside 1..steps."""
+    if not text:
+        return ()
+    try:
+        kept = tuple(sorted({int(t) for t in text.split(",") if t.strip()}))
+    except ValueError:
+        raise UserError(f"--keep-steps: {text!r} is not a comma-separated list of steps") from None
+    bad = [k for k in kept if not 1 <= k <= steps]
+    if bad:
+        raise UserError(f"--keep-steps: {', '.join(map(str, bad))} outside 1..{steps} (the training steps)")
+    return kept
 
 
 def location_sets_by_k(dataset, ks, num_sets: int) -> dict[int, list]:
@@ -214,6 +232,65 @@ def load_kmax_samples(path: Path, step: int, sets_by_k: dict, n: int) -> tuple[d
     return samples_by_k, requested_by_k
 
 
+PARTIAL_SAMPLES = "kmax_samples.partial.npz"
+
+
+def kmax_sample_arrays(identity: dict, samples_by_k: dict, requested_by_k: dict) -> dict:
+    """The arrays of a ``kmax_samples.npz``: ``images_kK`` (uint8), ``locations_kK``, and
+    ``identity``'s fields (checkpoint step, precision, seed, sampler steps, samples per set)."""
+    import numpy as np
+
+    arrays = {name: np.array(value) for name, value in identity.items()}
+    for k_objects in sorted(samples_by_k):
+        arrays[f"images_k{k_objects}"] = samples_by_k[k_objects]
+        arrays[f"locations_k{k_objects}"] = requested_by_k[k_objects]
+    return arrays
+
+
+def write_npz_atomic(path: Path, arrays: dict) -> None:
+    import numpy as np
+
+    from localcomp.provenance import write_bytes_atomic
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    write_bytes_atomic(path, buffer.getvalue())
+
+
+def load_partial_kmax_samples(path: Path, identity: dict, sets_by_k: dict, n: int) -> tuple[dict, dict]:
+    """The K already sampled by an interrupted ``clevr kmax`` (``(samples_by_k, requested_by_k)``,
+    empty when there is no partial file). A partial file made with another checkpoint, precision,
+    seed, sampler steps or samples per set, or for other location sets, is set aside (renamed
+    ``*.stale.npz``, not deleted) and sampling starts from K = 0."""
+    import numpy as np
+
+    if not path.exists():
+        return {}, {}
+    samples_by_k, requested_by_k = {}, {}
+    reason = None
+    with np.load(path) as saved:
+        for name, value in identity.items():
+            if name not in saved or saved[name].item() != value:
+                reason = f"{name} {saved[name].item() if name in saved else None} != {value}"
+                break
+        else:
+            for k_objects, sets in sets_by_k.items():
+                key = f"locations_k{k_objects}"
+                if key not in saved:
+                    continue
+                expected = np.stack([s.numpy() for s in sets for _ in range(n)]).reshape(
+                    len(sets) * n, k_objects, 2)
+                if saved[key].shape != expected.shape or not np.allclose(saved[key], expected):
+                    reason = f"other location sets at K = {k_objects}"
+                    break
+                samples_by_k[k_objects], requested_by_k[k_objects] = saved[f"images_k{k_objects}"], saved[key]
+    if reason is not None:
+        stale = path.with_name(path.name.replace(".npz", ".stale.npz"))
+        path.replace(stale)
+        print(f"{path}: made for another evaluation ({reason}); moved to {stale.name}, sampling from K = 0")
+        return {}, {}
+    return samples_by_k, requested_by_k
+
+
 def kmax_samples_precision(path: Path, requested: str | None) -> str:
     """The precision the samples in ``path`` were drawn in (``fp32`` for files written before it was
     recorded); a UserError when ``requested`` (``--precision``) names another one."""
@@ -247,8 +324,7 @@ def _kmax(args) -> int:
     """Sample every K = 0..max_k for location sets from ``--data``, then ``empirical.evaluation.kmax.evaluate_kmax``."""
     import numpy as np
 
-    from localcomp.provenance import (check_writable_dir, refuse_overwrite, write_bytes_atomic,
-                                      write_json_atomic, write_run_record)
+    from localcomp.provenance import check_writable_dir, refuse_overwrite, write_json_atomic, write_run_record
     from empirical.clevr.dataset import ClevrDataset
     from empirical.detection.detector import load_detector
     from empirical.evaluation.kmax import annotated_grid, evaluate_kmax, per_k_table
@@ -286,19 +362,27 @@ def _kmax(args) -> int:
         samples_by_k, requested_by_k = load_kmax_samples(samples_path, step, sets_by_k, args.n)
         precision = kmax_samples_precision(samples_path, args.precision)
     else:
-        samples_by_k, requested_by_k = {}, {}
-        arrays = {"checkpoint_step": np.array(step), "precision": np.array(precision)}
+        # every finished K is kept in OUT/kmax_samples.partial.npz, so a killed run resumes at
+        # the first unfinished K (sample j of set i at K is seeded by (seed + K, i, j): resumed
+        # samples are the ones an uninterrupted run draws)
+        partial_path = out / PARTIAL_SAMPLES
+        identity = {"checkpoint_step": step, "precision": precision, "seed": args.seed,
+                    "sampler_steps": steps, "samples_per_set": args.n}
+        samples_by_k, requested_by_k = load_partial_kmax_samples(partial_path, identity, sets_by_k, args.n)
+        if samples_by_k:
+            print(f"resuming from {partial_path}: K = {', '.join(map(str, sorted(samples_by_k)))} "
+                  "already sampled")
         for k_objects, sets in sets_by_k.items():
+            if k_objects in samples_by_k:
+                continue
             pixels = to_uint8(sample_for_sets(model, sets, config.resolution, args.n, steps,
                                               args.seed + k_objects, progress=True))
             requested = np.stack([s.numpy() for s in sets for _ in range(args.n)]).reshape(
                 len(sets) * args.n, k_objects, 2)
             samples_by_k[k_objects], requested_by_k[k_objects] = pixels, requested
-            arrays[f"images_k{k_objects}"] = pixels
-            arrays[f"locations_k{k_objects}"] = requested
-        buffer = io.BytesIO()
-        np.savez_compressed(buffer, **arrays)
-        write_bytes_atomic(samples_path, buffer.getvalue())
+            write_npz_atomic(partial_path, kmax_sample_arrays(identity, samples_by_k, requested_by_k))
+        write_npz_atomic(samples_path, kmax_sample_arrays(identity, samples_by_k, requested_by_k))
+        partial_path.unlink(missing_ok=True)
     result = evaluate_kmax(samples_by_k, requested_by_k, load_detector(args.detector))
     kmax_value = result["kmax"]
     for k_objects, pixels in samples_by_k.items():  # each sample: K, detections, pass/fail

@@ -149,10 +149,14 @@ class AttentionBlock(nn.Module):
 
     def forward(self, x, tokens=None, key_mask=None):
         b, c, h, w = x.shape
-        q, k, v = self.qkv(self.norm(x)).flatten(2).transpose(1, 2).chunk(3, dim=2)
+        # contiguous: scaled_dot_product_attention takes its fused (flash) kernel only for a
+        # unit-stride last dimension, and falls back to the 3-5x slower math kernel otherwise
+        q, k, v = self.qkv(self.norm(x)).flatten(2).transpose(1, 2).contiguous().chunk(3, dim=2)
         out = F.scaled_dot_product_attention(self._split(q), self._split(k), self._split(v))
         x = x + self.proj(self._merge(out, h, w))
         if self.cross:
+            # not made contiguous: the fused kernel's rounding then depends on how many keys are
+            # masked, and a conditioner outside a patch would change its output in the last bit
             q = self.q(self.norm_x(x)).flatten(2).transpose(1, 2)
             k, v = self.kv(tokens).chunk(2, dim=2)
             mask = key_mask[:, None, None, :]  # [B, 1, 1, T], broadcast over heads and queries

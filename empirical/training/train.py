@@ -191,14 +191,16 @@ def validate(config: TrainConfig, dataset, world: int = 1) -> None:
 # -- the loop --------------------------------------------------------------------------------------
 
 def train(config: TrainConfig, dataset, out_dir, progress: bool = True, stop_after: int | None = None,
-          data_path: str | None = None) -> dict:
+          data_path: str | None = None, keep_steps: tuple[int, ...] = ()) -> dict:
     """Train (or resume) into ``out_dir``; returns a summary dict (also written as ``train.json``).
 
     Resumes from ``out_dir/checkpoint.pt`` when present (its config must equal ``config`` up to
     ``steps``; a difference is a UserError naming the differing fields). ``stop_after``: return
     after that many total steps as if killed (tests, time slices). ``train.json`` is rewritten at
     every checkpoint interval (``finished`` false until the last step), so a killed run keeps
-    its loss curve up to its last checkpoint.
+    its loss curve up to its last checkpoint. ``keep_steps``: at each of these steps a checkpoint
+    is also written to ``out_dir/steps/STEP/`` with a copy of ``run.json``, a run directory of the
+    model at that part of the budget (``load_trained`` and ``clevr kmax --run`` read it).
     """
     from tqdm import tqdm
 
@@ -285,7 +287,7 @@ def train(config: TrainConfig, dataset, out_dir, progress: bool = True, stop_aft
         interval_losses.append(float(check[0]))
         bar.update(1)
         bar.set_postfix(loss=f"{interval_losses[-1]:.4f}")
-        if step % config.schedule.checkpoint_every == 0 or step == config.schedule.steps:
+        if step % config.schedule.checkpoint_every == 0 or step == config.schedule.steps or step in keep_steps:
             history.append({"step": step, "mean_loss": float(np.mean(interval_losses))})
             interval_losses = []
             if rank == 0:
@@ -294,6 +296,8 @@ def train(config: TrainConfig, dataset, out_dir, progress: bool = True, stop_aft
                     "optimizer": optimizer.state_dict(), "rng": _rng_states(),
                     "data_order": {"epoch": epoch, "cursor": cursor}, "history": history})
                 write_json_atomic(out_dir / "train.json", summary())  # the loss curve so far
+                if step in keep_steps:
+                    keep_copy(out_dir, step)
             last_saved = f"step {step} in {ckpt_path}"
             if world > 1:
                 torch.distributed.barrier()
@@ -318,6 +322,16 @@ def config_differences(saved, config, prefix: str = "") -> list[tuple[str, objec
         elif a != b and name != "schedule.steps":
             out.append((name, a, b))
     return out
+
+
+def keep_copy(out_dir: Path, step: int) -> Path:
+    """Copy ``out_dir``'s checkpoint, ``run.json`` and ``train.json`` into ``out_dir/steps/STEP/``
+    (each file written atomically): a run directory of the model at ``step``."""
+    kept = out_dir / "steps" / str(step)
+    kept.mkdir(parents=True, exist_ok=True)
+    for name in (CHECKPOINT, "run.json", "train.json"):
+        write_bytes_atomic(kept / name, (out_dir / name).read_bytes())
+    return kept
 
 
 def checkpoint_precision(out_dir) -> str | None:
