@@ -73,9 +73,9 @@ class PatchConfig(PatchGeometry):
     k: int = 2
     net: UNetConfig = UNetConfig(img_resolution=16, channel_mult=(1, 2))
     # patches per network call at inference; None: 256 on a CPU, 4096 on an accelerator. On the
-    # CPU small chunks stay in cache: the mini48 exp2l denoises 2.2x faster (bf16) and 1.7x (fp32)
-    # in chunks of 256 than of 4096 (benchmarks/bench_patch_sampling.py); the result does not
-    # depend on the chunking
+    # CPU small chunks stay in cache: one core denoises the mini48 exp2l 1.6x faster in bf16 and 2.3x
+    # in fp32 in chunks of 256 than of 4096 (benchmarks/results/patch_sampling.json); the result
+    # does not depend on the chunking
     chunk_size: int | None = None
     # training's second patch per image: "no_conditioner" (its patch holds no *listed* conditioner,
     # the default) or "no_object" (its patch holds no object at all, listed or not; needs the full

@@ -66,6 +66,7 @@ PRESETS: dict[str, ValidationPreset] = {p.name: p for p in [
     # issue 11's new data: the framed camera at 48 px (docs/clevr-data.md), `mini48` models and the
     # detector trained on that framing (results/detector/framed48/)
     ValidationPreset("framed", "mini48", "clevr", train_images=5000, eval_images=1300, resolution=48, spp=64,
+                     num_sets=16,  # 16 sets x 2 samples = 32 per K (issue 11 item 3)
                      camera="framed", detector="results/detector/framed48/detector.pt"),
 ]}
 
