@@ -256,6 +256,15 @@ def test_correlate_on_synthetic_entries(tmp_path):
     assert result["pixel_effective_radius"]["rho"] == pytest.approx(spearmanr(radius, kmax).statistic)
     assert "cross_talk_objects" not in result  # None everywhere: not a number
     assert correlate(entries[:2])["conditional_leakage"]["rho"] is None  # undefined for n < 3
+    # the bootstrap interval over models (issue 11 item 6): a perfect rank order resamples to -1
+    # whenever rho is defined; the interval holds the estimate and is seeded
+    interval = result["conditional_leakage"]["bootstrap95"]["interval"]
+    assert interval == pytest.approx([-1.0, -1.0])
+    radius_boot = result["pixel_effective_radius"]["bootstrap95"]
+    low, high = radius_boot["interval"]
+    assert low <= result["pixel_effective_radius"]["rho"] <= high and high - low > 0.5
+    assert radius_boot["undefined"] > 0  # some resamples draw one radius only: counted, left out
+    assert correlate(entries)["pixel_effective_radius"]["bootstrap95"] == radius_boot
 
     out = tmp_path / "corr"
     from localcomp.cli import main
@@ -271,6 +280,22 @@ def test_correlate_on_synthetic_entries(tmp_path):
     assert main(["clevr", "correlate", "--entries", *map(str, paths), "--kmax", "x.json",
                  "--out", str(bad)]) == 2
     assert not bad.exists()
+
+
+def test_bootstrap_spearman_covers_the_truth_of_a_noisy_monotone_relation():
+    """With 30 models whose Kmax falls with leakage plus noise, the interval excludes 0 and holds
+    the sample rho; with unrelated Kmax it holds 0."""
+    import numpy as np
+
+    from empirical.evaluation.correlation import spearman
+    rng = np.random.default_rng(3)
+    leak = rng.uniform(0, 1, 30)
+    related = spearman(leak.tolist(), (-5 * leak + rng.normal(0, 1, 30)).tolist())
+    low, high = related["bootstrap95"]["interval"]
+    assert low <= related["rho"] <= high < 0
+    unrelated = spearman(leak.tolist(), rng.normal(0, 1, 30).tolist())
+    low, high = unrelated["bootstrap95"]["interval"]
+    assert low < 0 < high
 
 
 # -- clevr locality end to end on an untrained tiny checkpoint ------------------------------------

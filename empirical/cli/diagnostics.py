@@ -290,7 +290,9 @@ def _correlate(args) -> int:
     write_run_record(out, {k: v for k, v in vars(args).items() if k != "func"}, None)
     for m in metrics:
         rho = correlations.get(m, {}).get("rho")
-        print(f"{m}: Spearman rho vs Kmax = {'undefined' if rho is None else f'{rho:+.3f}'} "
+        interval = (correlations.get(m, {}).get("bootstrap95") or {}).get("interval")
+        print(f"{m}: Spearman rho vs Kmax = {'undefined' if rho is None else f'{rho:+.3f}'}"
+              f"{'' if interval is None else f' (bootstrap 95% [{interval[0]:+.2f}, {interval[1]:+.2f}])'} "
               f"(n = {correlations.get(m, {}).get('n', 0)})")
     print(f"{out}/correlation.json, correlation.png")
     return 0

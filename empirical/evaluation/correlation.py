@@ -5,8 +5,11 @@ and its ``kmax.json`` (written by ``localcomp clevr kmax``: fields ``experiment`
 ``training_objects``, ``kmax``). :func:`load_entries` pairs them; :func:`correlate` computes, for
 every locality summary number present in all entries, Spearman's rank correlation with Kmax
 (``scipy.stats.spearmanr``, average ranks for ties; ``rho`` is None when fewer than 3 entries or a
-constant column make it undefined); :func:`plot_correlation` draws one scatter panel per metric,
-each point labelled ``experiment (training objects)``.
+constant column make it undefined) with a percentile bootstrap 95% interval over *models*
+(:func:`bootstrap_spearman`: the models are resampled with replacement, seeded, and rho recomputed;
+resamples where rho is undefined, e.g. every draw the same model, are dropped and counted);
+:func:`plot_correlation` draws one scatter panel per metric, each point labelled
+``experiment (training objects)``.
 
 The claim under test (SCIENCE.md §6): conditional locality tracks Kmax, so ``conditional_leakage``
 should correlate *negatively* with Kmax.
@@ -21,6 +24,7 @@ from pathlib import Path
 from localcomp.errors import UserError
 
 DEFAULT_METRICS = ("conditional_leakage", "pixel_effective_radius")
+BOOTSTRAP_RESAMPLES = 2000
 
 
 def _read_json(path: Path, field: str) -> dict:
@@ -80,17 +84,51 @@ def _number(value) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def spearman(xs, ys) -> dict:
-    """``{"rho", "p_value", "n"}``: Spearman's rank correlation of paired values (None where
-    undefined: fewer than 3 pairs or a constant column)."""
+def _rho(xs, ys) -> float | None:
+    from scipy.stats import spearmanr
+
+    if len(xs) < 3 or len(set(xs)) < 2 or len(set(ys)) < 2:
+        return None
+    rho = float(spearmanr(xs, ys).statistic)
+    return rho if math.isfinite(rho) else None
+
+
+def bootstrap_spearman(xs, ys, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0,
+                       level: float = 0.95) -> dict:
+    """Percentile bootstrap interval of Spearman's rho over the paired models:
+    ``{"interval": [low, high] or None, "resamples", "undefined", "seed", "level"}``. Each resample
+    draws ``n`` pairs with replacement (``numpy.random.default_rng(seed)``); a resample whose rho is
+    undefined (a constant column) is left out and counted in ``undefined``."""
+    import numpy as np
+
+    xs, ys = np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
+    rng = np.random.default_rng(seed)
+    rhos, undefined = [], 0
+    for _ in range(resamples):
+        draw = rng.integers(0, len(xs), size=len(xs))
+        rho = _rho(xs[draw].tolist(), ys[draw].tolist())
+        if rho is None:
+            undefined += 1
+        else:
+            rhos.append(rho)
+    tail = (1 - level) / 2
+    interval = ([float(np.quantile(rhos, tail)), float(np.quantile(rhos, 1 - tail))] if rhos else None)
+    return {"interval": interval, "resamples": resamples, "undefined": undefined, "seed": seed, "level": level}
+
+
+def spearman(xs, ys, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> dict:
+    """``{"rho", "p_value", "n", "bootstrap95"}``: Spearman's rank correlation of paired values
+    (None where undefined: fewer than 3 pairs or a constant column) and its bootstrap interval over
+    the pairs (:func:`bootstrap_spearman`; None where rho is undefined)."""
     from scipy.stats import spearmanr
 
     n = len(xs)
-    if n < 3 or len(set(xs)) < 2 or len(set(ys)) < 2:
-        return {"rho": None, "p_value": None, "n": n}
-    result = spearmanr(xs, ys)
-    rho, p = float(result.statistic), float(result.pvalue)
-    return {"rho": rho if math.isfinite(rho) else None, "p_value": p if math.isfinite(p) else None, "n": n}
+    rho = _rho(xs, ys)
+    if rho is None:
+        return {"rho": None, "p_value": None, "n": n, "bootstrap95": None}
+    p = float(spearmanr(xs, ys).pvalue)
+    return {"rho": rho, "p_value": p if math.isfinite(p) else None, "n": n,
+            "bootstrap95": bootstrap_spearman(xs, ys, resamples, seed)}
 
 
 def correlate(entries: list[dict], metrics=None) -> dict:
@@ -121,6 +159,9 @@ def plot_correlation(entries: list[dict], metrics, correlations: dict):
             ax.annotate(label, (x, y), textcoords="offset points", xytext=offsets[n % len(offsets)], fontsize=7)
         c = correlations.get(metric, {})
         rho = "undefined" if c.get("rho") is None else f"{c['rho']:+.2f}"
+        interval = (c.get("bootstrap95") or {}).get("interval")
+        if interval is not None:
+            rho += f" [{interval[0]:+.2f}, {interval[1]:+.2f}]"
         ax.set_title(f"Spearman rho = {rho} (n = {c.get('n', len(points))})", fontsize=9)
         ax.margins(0.15)  # room for the labels
         ax.set_xlabel(metric)
