@@ -173,7 +173,9 @@ def test_found_share_chance_rescores_against_another_scenes_locations(monkeypatc
         assert result["counts"][2]["found_share_chance"] == pytest.approx(1 / 6)
         assert result["counts"][0]["found_share_chance"] is None
     assert result["chance"]["field"] == "found_share_chance"
-    assert result["per_sample"][2] == {"detections": [2, 2, 2], "success": [True, True, True]}
+    assert result["per_sample"][2] == {"detections": [2, 2, 2], "success": [True, True, True],
+                                       "found_share": [1.0, 1.0, 1.0]}
+    assert result["per_sample"][0]["found_share"] is None
     # a model that ignores the locations and draws every location of every set: chance = share
     everything = _SETS.reshape(-1, 2)
     monkeypatch.setattr(det, "detect_objects", lambda detector, imgs: [everything] * len(imgs))
@@ -182,6 +184,25 @@ def test_found_share_chance_rescores_against_another_scenes_locations(monkeypatc
     # one location set: no other scene to score against
     result = evaluate_kmax({2: images[2][:1]}, {2: _SETS[:1]}, detector=None)
     assert result["counts"][2]["found_share_chance"] is None
+
+
+def test_found_share_beyond_pools_the_k_above_the_training_maximum_over_location_sets():
+    from empirical.evaluation.kmax import found_share_beyond
+
+    # K = 4: two sets of two samples, set means 1.0 and 0.5; K = 5: set means 0.8 and 0.2; K <= 3
+    # is not pooled whatever it holds
+    evaluation = {"bootstrap": {"samples_per_set": 2}, "per_sample": {
+        "3": {"found_share": [0.0, 0.0, 0.0, 0.0]},
+        "4": {"found_share": [1.0, 1.0, 0.5, 0.5]}, "5": {"found_share": [0.8, 0.8, 0.2, 0.2]}}}
+    pooled = found_share_beyond(evaluation, top=3, seed=1)
+    assert pooled["mean"] == pytest.approx((0.75 + 0.5) / 2) and pooled["ks"] == [4, 5]
+    low, high = pooled["bootstrap95"]
+    # resampling whole sets: the extremes are (0.5 + 0.2) / 2 and (1.0 + 0.8) / 2, and with
+    # 1000 resamples of 2 x 2 sets both are drawn (each with probability 1/16)
+    assert low == pytest.approx(0.35) and high == pytest.approx(0.9)
+    assert found_share_beyond(evaluation, top=3, seed=1) == pooled
+    assert found_share_beyond(evaluation, top=5) is None                          # nothing above 5
+    assert found_share_beyond({"per_sample": {"4": {"success": [True]}}}, top=3) is None  # older file
 
 
 def test_derangement_has_no_fixed_point_and_is_seeded():

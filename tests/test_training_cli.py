@@ -79,10 +79,10 @@ def test_table_puts_our_kmax_next_to_the_papers(tmp_path):
     assert _run(["table", "--runs", *(str(tmp_path / e) for e in ("exp2", "exp2l", "exp2l-k8")),
                  "--out", str(tmp_path / "t")]) == 0
     table = json.loads((tmp_path / "t" / "table1.json").read_text())
-    assert table["rows"]["1-3"]["exp2l"] == {"ours": 7, "ours_requested_found": None,
-                                             "share_found_beyond_training": None,
-                                             "share_found_beyond_training_chance": None, "paper": 9,
-                                             "source": str(tmp_path / "exp2l" / "kmax.json")}
+    own = {"ours": 7, "ours_requested_found": None, "share_found_beyond_training": None,
+           "share_found_beyond_training_bootstrap95": None, "share_found_beyond_training_chance": None,
+           "source": str(tmp_path / "exp2l" / "kmax.json"), "seed": None}
+    assert table["rows"]["1-3"]["exp2l"] == {**own, "paper": 9, "seeds": {"None": own}}
     assert table["rows"]["1"]["exp2"]["ours"] is None and table["rows"]["1"]["exp2"]["paper"] == 1
     md = (tmp_path / "t" / "table1.md").read_text()
     assert "| 1-3 | · (–) | 2 (2) | 7 (9) | · (3) | · (9) | 3 (–) | · (–) |" in md
@@ -110,6 +110,41 @@ def test_table_puts_our_kmax_next_to_the_papers(tmp_path):
     assert "| 1-3 | · | · | 0.70 (chance 0.20) | · | · | · | · |" in (tmp_path / "t3" / "table1.md").read_text()
     with pytest.raises(UserError, match="second result"):
         _run(["table", "--runs", str(tmp_path / "exp2"), str(tmp_path / "exp2"), "--out", str(tmp_path / "u")])
+
+
+def test_table_lists_every_seed_of_a_cell_with_the_found_share_interval(tmp_path):
+    """Two seeds of one cell: both Kmax in seed order; the found share beyond the training
+    maximum gets its bootstrap interval from per-sample shares; a repeated seed is refused."""
+    import json
+
+    def write(name, seed, kmax, shares):
+        folder = tmp_path / name
+        folder.mkdir()
+        counts = {str(k): {"location_found_rate": float(np.mean(v)), "found_share_chance": 0.1}
+                  for k, v in shares.items()}
+        per_sample = {str(k): {"found_share": v} for k, v in shares.items()}
+        (folder / "kmax.json").write_text(json.dumps(
+            {"experiment": "exp2l", "training_objects": "1-3", "kmax": kmax, "kmax_requested_found": kmax + 2,
+             "evaluation": {"counts": counts, "per_k": {k: 0.5 for k in counts}, "per_sample": per_sample,
+                            "bootstrap": {"samples_per_set": 2}}}))
+        (folder / "run.json").write_text(json.dumps({"config": {"train": {"seed": seed}}}))
+        return folder
+
+    varied = {4: [1.0, 0.5, 0.75, 0.25, 1.0, 1.0], 5: [0.8, 0.6, 1.0, 0.4, 0.2, 0.6]}
+    constant = {4: [0.5] * 6, 5: [0.6] * 6}
+    a, b = write("s1", 1, 3, varied), write("s0", 0, 2, constant)
+    assert _run(["table", "--runs", str(a), str(b), "--out", str(tmp_path / "t")]) == 0
+    cell = json.loads((tmp_path / "t" / "table1.json").read_text())["rows"]["1-3"]["exp2l"]
+    assert cell["seed"] == 0 and cell["ours"] == 2 and sorted(cell["seeds"]) == ["0", "1"]
+    assert cell["seeds"]["0"]["share_found_beyond_training_bootstrap95"] == pytest.approx([0.55, 0.55])
+    low, high = cell["seeds"]["1"]["share_found_beyond_training_bootstrap95"]
+    assert cell["seeds"]["1"]["share_found_beyond_training"] == pytest.approx(0.675)
+    assert low < 0.675 < high
+    md = (tmp_path / "t" / "table1.md").read_text()
+    assert "| 1-3 | · (–) | · (2) | 2 [4] / 3 [5] (9) |" in md
+    assert "0.55 [0.55, 0.55] (chance 0.10) / 0.68 [" in md
+    with pytest.raises(UserError, match="second result for .1-3, exp2l, seed 1"):
+        _run(["table", "--runs", str(a), str(a), "--out", str(tmp_path / "u")])
 
 
 def test_kmax_samples_every_k_and_records_the_evaluation(tmp_path, monkeypatch, capsys):

@@ -196,7 +196,8 @@ def evaluate_kmax(samples_by_k: dict[int, np.ndarray], requested_by_k: dict[int,
                                   detections, requested, groups, tolerance,
                                   np.random.default_rng([seed, int(k)])))
         per_sample[int(k)] = {"detections": [int(len(d)) for d in detections],
-                              "success": [bool(o) for o in ok]}
+                              "success": [bool(o) for o in ok],
+                              "found_share": [float(m.mean()) for m in matched] if k else None}
     found_by_k = {k: c["requested_found"] for k, c in counts.items()}
     return {"per_k": per_k, "kmax": kmax(per_k, threshold), "counts": counts,
             "kmax_requested_found": kmax(found_by_k, threshold),
@@ -211,6 +212,41 @@ def evaluate_kmax(samples_by_k: dict[int, np.ndarray], requested_by_k: dict[int,
                                  "(a derangement of the sets, numpy default_rng([seed, K]))",
                        "seed": seed},
             "per_sample": per_sample}
+
+
+def found_share_beyond(evaluation: dict, top: int, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0,
+                       level: float = 0.95) -> dict | None:
+    """The share of requested objects found beyond the training maximum ``top``, pooled: the mean
+    over the tested K > ``top`` of each K's mean per-sample share (every K weighs the same, as in
+    ``empirical.evaluation.table.share_found_beyond_training``), with a percentile bootstrap
+    interval over *location sets* (each K's sets resampled with replacement, seeded; the samples
+    of one set share its locations). Returns ``{"mean", "bootstrap95", "ks", "samples"}``; None
+    when the evaluation has no per-sample ``found_share`` (a ``kmax.json`` written before it:
+    ``clevr kmax --reuse-samples`` re-scores it) or no K above ``top``."""
+    per_sample = evaluation.get("per_sample", {})
+    n_per_set = (evaluation.get("bootstrap") or {}).get("samples_per_set")
+    shares_by_k = {int(k): v.get("found_share") for k, v in per_sample.items() if int(k) > top}
+    if not shares_by_k or any(v is None for v in shares_by_k.values()):
+        return None
+    ks = sorted(shares_by_k)
+    set_means = {}
+    for k in ks:
+        shares = np.asarray(shares_by_k[k], dtype=np.float64)
+        size = n_per_set or 1
+        if len(shares) % size:
+            size = 1
+        set_means[k] = shares.reshape(-1, size).mean(axis=1)
+    rng = np.random.default_rng(seed)
+    totals = np.zeros(resamples)
+    for k in ks:
+        means = set_means[k]
+        totals += means[rng.integers(0, len(means), size=(resamples, len(means)))].mean(axis=1)
+    pooled = totals / len(ks)
+    tail = (1 - level) / 2
+    return {"mean": float(np.mean([set_means[k].mean() for k in ks])),
+            "bootstrap95": [float(np.quantile(pooled, tail)), float(np.quantile(pooled, 1 - tail))],
+            "ks": ks, "samples": int(sum(len(shares_by_k[k]) for k in ks)),
+            "bootstrap": {"unit": "location set", "resamples": resamples, "seed": seed, "level": level}}
 
 
 # -- reporting: the per-K table and annotated sample grids ------------------------------------------

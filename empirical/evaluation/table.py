@@ -3,6 +3,13 @@
 Input: ``kmax.json`` files written by ``localcomp clevr kmax`` (fields ``experiment``,
 ``training_objects`` such as ``"1-3"``, ``kmax``). Output: a JSON table and a Markdown rendering
 where each cell reads ``ours (paper)``; ``–`` where the paper reports nothing, ``·`` where we have no run.
+
+Seeds (issue 11 item 4): a cell may hold one run per training seed (the seed is read from the
+``run.json`` beside ``kmax.json``, else ``kmax.run.json``). The cell's own fields are the lowest
+seed's, ``seeds`` maps every seed to its values, and the Markdown cell lists them in seed order,
+``0 [5] / 1 [6] (9)``. The share of requested objects found beyond the training maximum carries a
+bootstrap interval over location sets where the ``kmax.json`` has per-sample shares
+(``empirical.evaluation.kmax.found_share_beyond``).
 """
 
 from __future__ import annotations
@@ -56,25 +63,44 @@ def share_found_beyond_training_chance(entry: dict) -> float | None:
     return sum(c for _, c in pairs) / len(pairs)
 
 
-def assemble(entries: list[dict]) -> dict:
-    """``entries``: dicts with ``experiment``, ``training_objects``, ``kmax`` (and optional ``source``).
+def share_found_beyond_training_interval(entry: dict) -> list[float] | None:
+    """Bootstrap 95% interval of :func:`share_found_beyond_training` over location sets; None
+    without per-sample shares in the ``kmax.json``."""
+    from empirical.evaluation.kmax import found_share_beyond
 
-    Returns ``{"columns", "rows": {label: {experiment: {"ours", "paper", "source"}}}}``; a duplicate
-    (training set, experiment) pair is an error.
+    top = int(str(entry["training_objects"]).split("-")[-1])
+    pooled = found_share_beyond(entry.get("evaluation", {}), top)
+    return None if pooled is None else pooled["bootstrap95"]
+
+
+def assemble(entries: list[dict]) -> dict:
+    """``entries``: dicts with ``experiment``, ``training_objects``, ``kmax`` (and optional ``source``,
+    ``seed``).
+
+    Returns ``{"columns", "rows": {label: {experiment: {"ours", "paper", "source", "seed", "seeds"}}}}``:
+    the cell's fields are its lowest seed's, ``seeds`` ``{seed: fields}`` holds every seed's; two
+    entries for the same (training set, experiment, seed) are an error.
     """
     rows: dict[str, dict[str, dict]] = {label: {} for label in ROWS}
-    for entry in entries:
+    for entry in sorted(entries, key=lambda e: (e.get("seed") is None, e.get("seed") or 0)):
         label, exp = str(entry["training_objects"]), entry["experiment"]
         if exp not in COLUMNS:
             raise UserError(f"{entry.get('source', 'entry')}: experiment {exp!r} is not a Table 1 column")
         row = rows.setdefault(label, {})
+        seed = entry.get("seed")
+        fields = {"ours": entry["kmax"], "ours_requested_found": entry.get("kmax_requested_found"),
+                  "share_found_beyond_training": share_found_beyond_training(entry),
+                  "share_found_beyond_training_bootstrap95": share_found_beyond_training_interval(entry),
+                  "share_found_beyond_training_chance": share_found_beyond_training_chance(entry),
+                  "source": entry.get("source"), "seed": seed}
         if exp in row:
-            raise UserError(f"{entry.get('source', 'entry')}: second result for ({label}, {exp}), "
-                            f"first from {row[exp]['source']}")
-        row[exp] = {"ours": entry["kmax"], "ours_requested_found": entry.get("kmax_requested_found"),
-                    "share_found_beyond_training": share_found_beyond_training(entry),
-                    "share_found_beyond_training_chance": share_found_beyond_training_chance(entry),
-                    "paper": PAPER_KMAX.get(label, {}).get(exp), "source": entry.get("source")}
+            if str(seed) in row[exp]["seeds"]:
+                raise UserError(f"{entry.get('source', 'entry')}: second result for ({label}, {exp}"
+                                f"{'' if seed is None else f', seed {seed}'}), first from "
+                                f"{row[exp]['seeds'][str(seed)]['source']}")
+            row[exp]["seeds"][str(seed)] = fields
+            continue
+        row[exp] = {**fields, "paper": PAPER_KMAX.get(label, {}).get(exp), "seeds": {str(seed): fields}}
     for label, paper in PAPER_KMAX.items():
         for exp, value in paper.items():
             rows[label].setdefault(exp, {"ours": None, "paper": value, "source": None})
@@ -89,28 +115,48 @@ def to_markdown(table: dict) -> str:
         cells = []
         for col in table["columns"]:
             cell = row.get(col, {"ours": None, "paper": None})
-            ours = "·" if cell["ours"] is None else str(cell["ours"])
-            if cell.get("ours_requested_found") is not None:
-                ours += f" [{cell['ours_requested_found']}]"
             paper = "–" if cell["paper"] is None else str(cell["paper"])
-            cells.append(f"{ours} ({paper})")
+            cells.append(f"{' / '.join(_kmax_text(c) for c in _per_seed(cell))} ({paper})")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines.append("")
     lines.append("Cells: our Kmax [our Kmax when extra objects are allowed, if measured] (paper's value, "
-                 "arXiv 2509.16447 v3 Table 1); · = not run, – = not in the paper.")
-    shares = [[(row.get(col, {}).get("share_found_beyond_training"),
-                row.get(col, {}).get("share_found_beyond_training_chance")) for col in table["columns"]]
-              for row in table["rows"].values()]
-    if any(v is not None for r in shares for v, _ in r):
+                 "arXiv 2509.16447 v3 Table 1), one per training seed where several ran (seed order, "
+                 "separated by /); · = not run, – = not in the paper.")
+    shares = [[_per_seed(row.get(col, {})) for col in table["columns"]] for row in table["rows"].values()]
+    if any(c.get("share_found_beyond_training") is not None for r in shares for cs in r for c in cs):
         lines += ["", "Share of the K requested objects found (extras allowed), mean over the tested K "
-                  "above the training maximum, and its chance baseline (the same samples scored "
-                  "against another scene's location set of the same K; n/a: the kmax.json predates it):",
-                  "", head, lines[1]]
+                  "above the training maximum [bootstrap 95% over location sets, where the kmax.json "
+                  "has per-sample shares], and its chance baseline (the same samples scored against "
+                  "another scene's location set of the same K; n/a: the kmax.json predates it); "
+                  "one per seed:", "", head, lines[1]]
         for label, row in zip(table["rows"], shares):
             lines.append(f"| {label} | " + " | ".join(
-                "·" if v is None else f"{v:.2f} (chance {'n/a' if c is None else f'{c:.2f}'})"
-                for v, c in row) + " |")
+                " / ".join(_share_text(c) for c in cs) for cs in row) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _per_seed(cell: dict) -> list[dict]:
+    """The cell's values per seed, in seed order (the cell itself when it has no ``seeds``)."""
+    seeds = cell.get("seeds")
+    if not seeds:
+        return [cell]
+    return [seeds[k] for k in sorted(seeds, key=lambda k: (k == "None", int(k) if k != "None" else 0))]
+
+
+def _kmax_text(cell: dict) -> str:
+    ours = "·" if cell.get("ours") is None else str(cell["ours"])
+    if cell.get("ours_requested_found") is not None:
+        ours += f" [{cell['ours_requested_found']}]"
+    return ours
+
+
+def _share_text(cell: dict) -> str:
+    value, chance = cell.get("share_found_beyond_training"), cell.get("share_found_beyond_training_chance")
+    if value is None:
+        return "·"
+    interval = cell.get("share_found_beyond_training_bootstrap95")
+    text = f"{value:.2f}" + ("" if interval is None else f" [{interval[0]:.2f}, {interval[1]:.2f}]")
+    return text + f" (chance {'n/a' if chance is None else f'{chance:.2f}'})"
 
 
 def plot_per_k(entries: list[dict]):
@@ -185,5 +231,20 @@ def load_entries(paths: list[str]) -> list[dict]:
         missing = [k for k in ("experiment", "training_objects", "kmax") if k not in data]
         if missing:
             raise UserError(f"--runs: {path} lacks {', '.join(missing)}")
-        entries.append({**data, "source": str(path)})
+        entries.append({**data, "source": str(path), "seed": training_seed(path.parent)})
     return entries
+
+
+def training_seed(folder: Path) -> int | None:
+    """The training seed of the run whose results are in ``folder``: ``run.json``'s
+    ``config.train.seed`` (``clevr train``), else ``kmax.run.json``'s ``seed``; None without them."""
+    for name, keys in (("run.json", ("config", "train", "seed")), ("kmax.run.json", ("seed",))):
+        path = folder / name
+        if not path.exists():
+            continue
+        value = json.loads(path.read_text())
+        for key in keys:
+            value = value.get(key) if isinstance(value, dict) else None
+        if isinstance(value, int):
+            return value
+    return None
