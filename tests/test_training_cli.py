@@ -280,6 +280,48 @@ def test_an_interrupted_kmax_resumes_at_the_first_unfinished_k(tmp_path, monkeyp
     assert sampled == [0, 1, 2] and (tmp_path / "whole" / "kmax_samples.partial.stale.npz").exists()
 
 
+def test_kmax_over_chosen_ks_draws_the_samples_of_a_full_run(tmp_path, monkeypatch):
+    """`clevr kmax --ks 0,2` samples only K = 0 and 2, and those are the samples the full 0..2
+    evaluation draws (the cheap evaluation of the learned k sweep, issue 11 item 5)."""
+    import json
+
+    import empirical.clevr.dataset
+    import empirical.models.sampling
+    from empirical.cli.model import parse_ks
+    from empirical.clevr.synthetic import BlobDataset
+    from empirical.detection.detector import build_network
+
+    torch.save({"width": 4, "state_dict": build_network(4).state_dict()}, tmp_path / "det.pt")
+    monkeypatch.setattr(empirical.clevr.dataset, "ClevrDataset",
+                        lambda path: BlobDataset(size=40, resolution=16, min_objects=0, max_objects=2))
+    run = tmp_path / "run"
+    _run(["train", "--experiment", "exp2", "--preset", "tiny", "--data", "synthetic", "--out", str(run),
+          "--steps", "2", "--checkpoint-every", "2"])
+    real_sample = empirical.models.sampling.sample_for_sets
+    sampled = []
+
+    def recording_sampler(model, sets, *args, **kwargs):
+        sampled.append(sets[0].shape[0])
+        return real_sample(model, sets, *args, **kwargs)
+
+    monkeypatch.setattr(empirical.models.sampling, "sample_for_sets", recording_sampler)
+    argv = ["kmax", "--run", str(run), "--data", "D", "--detector", str(tmp_path / "det.pt"), "--max-k", "2",
+            "--num-sets", "2", "--n", "1", "--sampler-steps", "2", "--training-objects", "1-3",
+            "--precision", "fp32"]
+    assert _run(argv + ["--ks", "2,0", "--out", str(tmp_path / "some")]) == 0
+    assert sampled == [0, 2]
+    record = json.loads((tmp_path / "some" / "kmax.json").read_text())
+    assert record["ks"] == [0, 2] and sorted(record["evaluation"]["per_k"]) == ["0", "2"]
+    assert _run(argv + ["--out", str(tmp_path / "all")]) == 0
+    some, whole = np.load(tmp_path / "some" / "kmax_samples.npz"), np.load(tmp_path / "all" / "kmax_samples.npz")
+    assert "images_k1" not in some and "images_k1" in whole
+    assert all(np.array_equal(some[f"images_k{k}"], whole[f"images_k{k}"]) for k in (0, 2))
+    assert parse_ks(None, 3) == [0, 1, 2, 3]
+    for bad, message in (("1,x", "'x' is not an integer"), ("-1", "must be >= 0")):
+        with pytest.raises(UserError, match=message):
+            parse_ks(bad, 3)
+
+
 def test_keep_steps_leaves_run_directories_of_part_of_the_budget(tmp_path):
     """`clevr train --keep-steps 1` keeps the model at step 1 as a run directory; resuming past a
     kept step does not need it, and a step outside the budget is refused (issue 11 item 4)."""
