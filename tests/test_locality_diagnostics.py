@@ -348,3 +348,35 @@ def test_rendered_mask_footprints_and_pixel_choice():
     mask = torch.tensor([[True, True, False]])
     pixels = L.choose_pixels(cond, mask, 6, 6, 3, torch.Generator().manual_seed(0))
     assert pixels[0, :2].tolist() == [[1, 1], [5, 5]]            # objects first, then random
+
+
+def test_correlate_against_the_found_share_beyond_training(tmp_path):
+    """`--kmax-field found_share` correlates leakage with the mean share of requested objects found
+    at --found-k (where strict Kmax is 0 for every model it is the graded measure); a K the
+    evaluation did not test is named."""
+    from empirical.evaluation.correlation import correlate, load_entries
+    from localcomp.cli import main
+    from localcomp.errors import UserError
+
+    paths = []
+    for i, (leak, share) in enumerate([(0.1, 0.7), (0.3, 0.5), (0.6, 0.2), (0.9, 0.05)]):
+        run = tmp_path / f"run{i}"
+        (run / "locality").mkdir(parents=True)
+        (run / "locality" / "locality.json").write_text(json.dumps(
+            {"run": str(run), "summary": {"conditional_leakage": leak}}))
+        counts = {str(K): {"location_found_rate": share + 0.01 * K} for K in (1, 6, 8)}
+        (run / "kmax.json").write_text(json.dumps({"experiment": "exp2l", "kmax": 0,
+                                                   "evaluation": {"counts": counts}}))
+        paths.append(run / "locality")
+    entries = load_entries(paths, kmax_field="found_share", found_ks=(6, 8))
+    assert [e["kmax"] for e in entries] == pytest.approx([0.77, 0.57, 0.27, 0.12])
+    assert entries[0]["kmax_field"] == "found share at K = 6, 8"
+    assert correlate(entries)["conditional_leakage"]["rho"] == pytest.approx(-1.0)
+    assert correlate(load_entries(paths))["conditional_leakage"]["rho"] is None  # strict Kmax all 0
+    with pytest.raises(UserError, match=r"K = \[12\].*tested: 1, 6, 8"):
+        load_entries(paths, kmax_field="found_share", found_ks=(6, 12))
+    out = tmp_path / "corr"
+    assert main(["clevr", "correlate", "--entries", *map(str, paths), "--kmax-field", "found_share",
+                 "--found-k", "6", "8", "--metrics", "conditional_leakage", "--out", str(out)]) == 0
+    assert json.loads((out / "correlation.json").read_text())["spearman"]["conditional_leakage"]["rho"] \
+        == pytest.approx(-1.0)

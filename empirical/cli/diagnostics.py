@@ -61,8 +61,11 @@ def add_diagnostics_commands(clevr_subparsers) -> None:
                    help="kmax.json per entry, same order (default: RUN_DIR/kmax.json of each locality run)")
     c.add_argument("--metrics", nargs="+", default=None,
                    help="summary keys to plot (default conditional_leakage pixel_effective_radius)")
-    c.add_argument("--kmax-field", default="kmax", choices=("kmax", "kmax_requested_found"),
-                   help="which Kmax of kmax.json: strict (default) or with extra objects allowed")
+    c.add_argument("--kmax-field", default="kmax", choices=("kmax", "kmax_requested_found", "found_share"),
+                   help="which Kmax of kmax.json: strict (default) or with extra objects allowed; or "
+                        "found_share: the mean share of requested objects found at --found-k")
+    c.add_argument("--found-k", type=int, nargs="+", default=[6, 8],
+                   help="with --kmax-field found_share: the K averaged (default 6 8)")
     c.add_argument("--out", required=True, help="output directory (correlation.json, correlation.png)")
     c.add_argument("--force", action="store_true", help="overwrite correlation.json already in --out")
     c.set_defaults(func=_correlate)
@@ -274,7 +277,7 @@ def _correlate(args) -> int:
     from numerics.experiments.common import save_figure
     from empirical.evaluation.correlation import DEFAULT_METRICS, correlate, load_entries, plot_correlation
 
-    entries = load_entries(args.entries, args.kmax, args.kmax_field)
+    entries = load_entries(args.entries, args.kmax, args.kmax_field, args.found_k)
     metrics = list(args.metrics or DEFAULT_METRICS)
     unknown = [m for m in metrics if all(m not in e["summary"] for e in entries)]
     if unknown:

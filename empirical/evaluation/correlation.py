@@ -36,9 +36,28 @@ def _read_json(path: Path, field: str) -> dict:
         raise UserError(f"{field}: {path} is not valid JSON ({error})") from None
 
 
-def load_entry(locality_path, kmax_path=None, kmax_field: str = "kmax") -> dict:
+FOUND_SHARE = "found_share"
+DEFAULT_FOUND_KS = (6, 8)
+
+
+def found_share_at(kmax: dict, found_ks, source) -> float:
+    """The mean over ``found_ks`` of the share of requested objects found
+    (``evaluation.counts[K].location_found_rate`` of a ``kmax.json``); a UserError names a K the
+    evaluation did not test."""
+    counts = (kmax.get("evaluation") or {}).get("counts") or {}
+    missing = [K for K in found_ks if (counts.get(str(K)) or {}).get("location_found_rate") is None]
+    if missing:
+        raise UserError(f"--found-k: {source} has no found share at K = {missing} "
+                        f"(tested: {', '.join(sorted(counts, key=int)) or 'none'})")
+    return sum(counts[str(K)]["location_found_rate"] for K in found_ks) / len(found_ks)
+
+
+def load_entry(locality_path, kmax_path=None, kmax_field: str = "kmax", found_ks=DEFAULT_FOUND_KS) -> dict:
     """One entry from a ``locality.json`` (or a directory holding one) and a ``kmax.json``
     (default: ``kmax.json`` in the run directory recorded in the locality file, or beside it).
+    ``kmax_field``: ``kmax``, ``kmax_requested_found`` or ``found_share`` (the mean share of
+    requested objects found at ``found_ks``, :func:`found_share_at`: where strict Kmax is the same
+    for every model, the graded measure of composing beyond the training range).
     Returns ``{"label", "experiment", "training_objects", "kmax", "summary", "locality_source",
     "kmax_source"}``."""
     path = Path(locality_path)
@@ -54,18 +73,22 @@ def load_entry(locality_path, kmax_path=None, kmax_field: str = "kmax") -> dict:
     if kmax_path.is_dir():
         kmax_path = kmax_path / "kmax.json"
     kmax = _read_json(kmax_path, "--kmax")
-    missing = [k for k in ("experiment", kmax_field) if k not in kmax]
+    missing = [k for k in ("experiment", kmax_field) if k not in kmax and k != FOUND_SHARE]
     if missing:
         raise UserError(f"--kmax: {kmax_path} lacks {', '.join(missing)}")
     objects = kmax.get("training_objects")
     label = kmax["experiment"] + (f" ({objects})" if objects is not None else "")
+    if kmax_field == FOUND_SHARE:
+        value, field = found_share_at(kmax, found_ks, kmax_path), f"found share at K = {', '.join(map(str, found_ks))}"
+    else:
+        value, field = kmax[kmax_field], kmax_field
     return {"label": label, "experiment": kmax["experiment"], "training_objects": objects,
-            "kmax": kmax[kmax_field], "kmax_field": kmax_field, "summary": locality["summary"],
+            "kmax": value, "kmax_field": field, "summary": locality["summary"],
             "locality_source": str(path),
             "kmax_source": str(kmax_path)}
 
 
-def load_entries(locality_paths, kmax_paths=None, kmax_field: str = "kmax") -> list[dict]:
+def load_entries(locality_paths, kmax_paths=None, kmax_field: str = "kmax", found_ks=DEFAULT_FOUND_KS) -> list[dict]:
     """Entries for each locality file; ``kmax_paths`` (same length) overrides the default pairing.
     ``kmax_field``: which Kmax of ``kmax.json`` to use (``kmax``, or ``kmax_requested_found``:
     extra objects allowed)."""
@@ -75,7 +98,7 @@ def load_entries(locality_paths, kmax_paths=None, kmax_field: str = "kmax") -> l
         raise UserError(f"--kmax: {len(kmax_paths)} files for {len(locality_paths)} --entries; "
                         f"give one per entry, in the same order")
     pairs = zip(locality_paths, kmax_paths or [None] * len(locality_paths))
-    return [load_entry(loc, km, kmax_field) for loc, km in pairs]
+    return [load_entry(loc, km, kmax_field, found_ks) for loc, km in pairs]
 
 
 def _number(value) -> float | None:
