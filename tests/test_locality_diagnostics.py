@@ -376,7 +376,13 @@ def test_correlate_against_the_found_share_beyond_training(tmp_path):
     with pytest.raises(UserError, match=r"K = \[12\].*tested: 1, 6, 8"):
         load_entries(paths, kmax_field="found_share", found_ks=(6, 12))
     out = tmp_path / "corr"
+    labels = ["a", "b", "c", "d"]
     assert main(["clevr", "correlate", "--entries", *map(str, paths), "--kmax-field", "found_share",
-                 "--found-k", "6", "8", "--metrics", "conditional_leakage", "--out", str(out)]) == 0
-    assert json.loads((out / "correlation.json").read_text())["spearman"]["conditional_leakage"]["rho"] \
-        == pytest.approx(-1.0)
+                 "--found-k", "6", "8", "--metrics", "conditional_leakage", "--labels", *labels,
+                 "--out", str(out)]) == 0
+    written = json.loads((out / "correlation.json").read_text())
+    assert written["spearman"]["conditional_leakage"]["rho"] == pytest.approx(-1.0)
+    assert [e["label"] for e in written["entries"]] == labels
+    assert main(["clevr", "correlate", "--entries", *map(str, paths), "--labels", "a", "b",
+                 "--out", str(tmp_path / "few")]) == 2  # one label per entry
+    assert not (tmp_path / "few").exists()

@@ -66,6 +66,8 @@ def add_diagnostics_commands(clevr_subparsers) -> None:
                         "found_share: the mean share of requested objects found at --found-k")
     c.add_argument("--found-k", type=int, nargs="+", default=[6, 8],
                    help="with --kmax-field found_share: the K averaged (default 6 8)")
+    c.add_argument("--labels", nargs="+", default=None,
+                   help="a label per entry, same order (default: 'experiment (training objects)')")
     c.add_argument("--out", required=True, help="output directory (correlation.json, correlation.png)")
     c.add_argument("--force", action="store_true", help="overwrite correlation.json already in --out")
     c.set_defaults(func=_correlate)
@@ -278,6 +280,12 @@ def _correlate(args) -> int:
     from empirical.evaluation.correlation import DEFAULT_METRICS, correlate, load_entries, plot_correlation
 
     entries = load_entries(args.entries, args.kmax, args.kmax_field, args.found_k)
+    if args.labels is not None:
+        if len(args.labels) != len(entries):
+            raise UserError(f"--labels: {len(args.labels)} labels for {len(entries)} --entries; "
+                            "give one per entry, in the same order")
+        for entry, label in zip(entries, args.labels):
+            entry["label"] = label
     metrics = list(args.metrics or DEFAULT_METRICS)
     unknown = [m for m in metrics if all(m not in e["summary"] for e in entries)]
     if unknown:
