@@ -231,11 +231,10 @@ def test_kmax_samples_are_reused_only_for_the_same_step_and_sets(tmp_path):
         load_kmax_samples(tmp_path / "none.npz", 7, sets_by_k, n=2)
 
 
-def test_an_interrupted_kmax_resumes_at_the_first_unfinished_k(tmp_path, monkeypatch):
-    """Killed after K = 0 and 1, `clevr kmax` samples only K = 2 on the rerun, and its samples are
-    those of an uninterrupted run (issue 11 item 7: long jobs resume)."""
+def _tiny_run_and_detector(tmp_path, monkeypatch):
+    """A 2-step tiny exp2 run in tmp_path/run, an untrained detector in tmp_path/det.pt, and
+    ClevrDataset replaced by blob scenes with 0-2 objects (any --data path reads them)."""
     import empirical.clevr.dataset
-    import empirical.models.sampling
     from empirical.clevr.synthetic import BlobDataset
     from empirical.detection.detector import build_network
 
@@ -245,6 +244,15 @@ def test_an_interrupted_kmax_resumes_at_the_first_unfinished_k(tmp_path, monkeyp
     run = tmp_path / "run"
     _run(["train", "--experiment", "exp2", "--preset", "tiny", "--data", "synthetic", "--out", str(run),
           "--steps", "2", "--checkpoint-every", "2"])
+    return run
+
+
+def test_an_interrupted_kmax_resumes_at_the_first_unfinished_k(tmp_path, monkeypatch):
+    """Killed after K = 0 and 1, `clevr kmax` samples only K = 2 on the rerun, and its samples are
+    those of an uninterrupted run (issue 11 item 7: long jobs resume)."""
+    import empirical.models.sampling
+
+    run = _tiny_run_and_detector(tmp_path, monkeypatch)
     real_sample = empirical.models.sampling.sample_for_sets
     sampled = []
 
@@ -285,18 +293,10 @@ def test_kmax_over_chosen_ks_draws_the_samples_of_a_full_run(tmp_path, monkeypat
     evaluation draws (the cheap evaluation of the learned k sweep, issue 11 item 5)."""
     import json
 
-    import empirical.clevr.dataset
     import empirical.models.sampling
     from empirical.cli.model import parse_ks
-    from empirical.clevr.synthetic import BlobDataset
-    from empirical.detection.detector import build_network
 
-    torch.save({"width": 4, "state_dict": build_network(4).state_dict()}, tmp_path / "det.pt")
-    monkeypatch.setattr(empirical.clevr.dataset, "ClevrDataset",
-                        lambda path: BlobDataset(size=40, resolution=16, min_objects=0, max_objects=2))
-    run = tmp_path / "run"
-    _run(["train", "--experiment", "exp2", "--preset", "tiny", "--data", "synthetic", "--out", str(run),
-          "--steps", "2", "--checkpoint-every", "2"])
+    run = _tiny_run_and_detector(tmp_path, monkeypatch)
     real_sample = empirical.models.sampling.sample_for_sets
     sampled = []
 
