@@ -230,7 +230,7 @@ def load_kmax_samples(path: Path, step: int, sets_by_k: dict, n: int) -> tuple[d
             key = f"locations_k{k_objects}"
             if key not in saved or saved[key].shape != expected.shape or not np.allclose(saved[key], expected):
                 raise UserError(f"--reuse-samples: {path} was sampled for other location sets at "
-                                f"K = {k_objects} (check --data, --num-sets, --n, --max-k)")
+                                f"K = {k_objects} (check --data, --num-sets, --n, --max-k, --ks)")
             samples_by_k[k_objects] = saved[f"images_k{k_objects}"]
             requested_by_k[k_objects] = saved[key]
     return samples_by_k, requested_by_k

@@ -73,7 +73,8 @@ def load_entry(locality_path, kmax_path=None, kmax_field: str = "kmax", found_ks
     if kmax_path.is_dir():
         kmax_path = kmax_path / "kmax.json"
     kmax = _read_json(kmax_path, "--kmax")
-    missing = [k for k in ("experiment", kmax_field) if k not in kmax and k != FOUND_SHARE]
+    required = ("experiment",) if kmax_field == FOUND_SHARE else ("experiment", kmax_field)
+    missing = [k for k in required if k not in kmax]
     if missing:
         raise UserError(f"--kmax: {kmax_path} lacks {', '.join(missing)}")
     objects = kmax.get("training_objects")
@@ -90,8 +91,7 @@ def load_entry(locality_path, kmax_path=None, kmax_field: str = "kmax", found_ks
 
 def load_entries(locality_paths, kmax_paths=None, kmax_field: str = "kmax", found_ks=DEFAULT_FOUND_KS) -> list[dict]:
     """Entries for each locality file; ``kmax_paths`` (same length) overrides the default pairing.
-    ``kmax_field``: which Kmax of ``kmax.json`` to use (``kmax``, or ``kmax_requested_found``:
-    extra objects allowed)."""
+    ``kmax_field`` and ``found_ks``: as :func:`load_entry`."""
     if not locality_paths:
         raise UserError("--entries: give at least one locality.json")
     if kmax_paths is not None and len(kmax_paths) != len(locality_paths):
