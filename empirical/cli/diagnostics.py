@@ -302,7 +302,7 @@ def _correlate(args) -> int:
     for m in metrics:
         rho = correlations.get(m, {}).get("rho")
         interval = (correlations.get(m, {}).get("bootstrap95") or {}).get("interval")
-        print(f"{m}: Spearman rho vs Kmax = {'undefined' if rho is None else f'{rho:+.3f}'}"
+        print(f"{m}: Spearman rho vs {entries[0]['kmax_field']} = {'undefined' if rho is None else f'{rho:+.3f}'}"
               f"{'' if interval is None else f' (bootstrap 95% [{interval[0]:+.2f}, {interval[1]:+.2f}])'} "
               f"(n = {correlations.get(m, {}).get('n', 0)})")
     print(f"{out}/correlation.json, correlation.png")

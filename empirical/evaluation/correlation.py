@@ -168,11 +168,12 @@ def correlate(entries: list[dict], metrics=None) -> dict:
 
 
 def plot_correlation(entries: list[dict], metrics, correlations: dict):
-    """Figure: one panel per metric, Kmax (y) against the metric (x), points labelled."""
+    """Figure: one panel per metric, Kmax or the entries' ``kmax_field`` (y) against the metric (x), points labelled."""
     from numerics.experiments.common import matplotlib_headless
 
     plt = matplotlib_headless()
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 4.0), squeeze=False)
+    y_name = entries[0].get("kmax_field", "kmax") if entries else "kmax"  # the y axis: which Kmax or share
     for ax, metric in zip(axes[0], metrics):
         points = [(_number(e["summary"].get(metric)), _number(e["kmax"]), e["label"]) for e in entries]
         points = [p for p in points if p[0] is not None and p[1] is not None]
@@ -188,8 +189,8 @@ def plot_correlation(entries: list[dict], metrics, correlations: dict):
         ax.set_title(f"Spearman rho = {rho} (n = {c.get('n', len(points))})", fontsize=9)
         ax.margins(0.15)  # room for the labels
         ax.set_xlabel(metric)
-        ax.set_ylabel(entries[0].get("kmax_field", "kmax") if entries else "kmax")
+        ax.set_ylabel(y_name)
         ax.grid(alpha=0.3)
-    fig.suptitle("locality summary vs Kmax, one point per trained model", fontsize=10)
+    fig.suptitle(f"locality summary vs {y_name}, one point per trained model", fontsize=10)
     fig.tight_layout()
     return fig
