@@ -155,6 +155,22 @@ def test_per_k_figure_draws_the_intervals():
     assert "Kmax 1 [0, 1]" in figure.axes[0].lines[0].get_label()
 
 
+def test_per_k_figure_names_the_seed_only_where_a_cell_has_several():
+    from empirical.evaluation.table import plot_per_k
+
+    evaluation = {"per_k": {"0": 1.0, "1": 0.5}, "threshold": 0.5,
+                  "counts": {"0": {"requested_found": 1.0, "location_found_rate": None},
+                             "1": {"requested_found": 1.0, "location_found_rate": 0.5}}}
+    runs = [{"experiment": "exp2l", "training_objects": "1-3", "seed": seed, "evaluation": evaluation}
+            for seed in (0, 1)] + [{"experiment": "exp2", "training_objects": "1-3", "seed": 0,
+                                    "evaluation": evaluation}]
+    lines = plot_per_k(runs).axes[0].lines
+    labels = [line.get_label() for line in lines if not line.get_label().startswith("_")]  # not the threshold
+    assert labels == ["Exp.2L (1-3), seed 0", "Exp.2L (1-3), seed 1", "Exp.2 (1-3)"]
+    faces = {line.get_label(): line.get_markerfacecolor() for line in lines}
+    assert faces["Exp.2L (1-3), seed 1"] == "white" != faces["Exp.2L (1-3), seed 0"]
+
+
 # -- chance baseline of the found share (issue 15 item 2) -----------------------------------------
 
 _SETS = np.array([[[-0.5, -0.5], [0.5, 0.5]], [[-0.5, -0.5], [0.0, 0.6]], [[0.7, -0.7], [0.2, -0.2]]])

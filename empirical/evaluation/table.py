@@ -73,6 +73,11 @@ def share_found_beyond_training_interval(entry: dict) -> list[float] | None:
     return None if pooled is None else pooled["bootstrap95"]
 
 
+def _seed_order(seed) -> tuple:
+    """Sort key of a training seed: ascending, a run without one last."""
+    return (seed is None, seed or 0)
+
+
 def assemble(entries: list[dict]) -> dict:
     """``entries``: dicts with ``experiment``, ``training_objects``, ``kmax`` (and optional ``source``,
     ``seed``).
@@ -82,7 +87,7 @@ def assemble(entries: list[dict]) -> dict:
     entries for the same (training set, experiment, seed) are an error.
     """
     rows: dict[str, dict[str, dict]] = {label: {} for label in ROWS}
-    for entry in sorted(entries, key=lambda e: (e.get("seed") is None, e.get("seed") or 0)):
+    for entry in sorted(entries, key=lambda e: _seed_order(e.get("seed"))):
         label, exp = str(entry["training_objects"]), entry["experiment"]
         if exp not in COLUMNS:
             raise UserError(f"{entry.get('source', 'entry')}: experiment {exp!r} is not a Table 1 column")
@@ -140,7 +145,7 @@ def _per_seed(cell: dict) -> list[dict]:
     seeds = cell.get("seeds")
     if not seeds:
         return [cell]
-    return [seeds[k] for k in sorted(seeds, key=lambda k: (k == "None", int(k) if k != "None" else 0))]
+    return [seeds[k] for k in sorted(seeds, key=lambda k: _seed_order(None if k == "None" else int(k)))]
 
 
 def _kmax_text(cell: dict) -> str:
@@ -164,7 +169,8 @@ def plot_per_k(entries: list[dict]):
     requested locations found, one line per run (entries whose ``kmax.json`` holds the
     evaluation); None when no entry has one. Where the evaluation carries them, the two rates
     are drawn with their Wilson 95% bands and the legend gives Kmax with its bootstrap 95%
-    interval over location sets."""
+    interval over location sets. Runs of one cell (experiment, training objects) with several
+    seeds are named by seed in the legend, the later seeds with open markers."""
     import numpy as np
 
     from numerics.experiments.common import matplotlib_headless
@@ -180,15 +186,24 @@ def plot_per_k(entries: list[dict]):
     row_styles = [("-", "o"), ("--", "s"), (":", "^"), ("-.", "D")]
     rows = sorted({str(e["training_objects"]) for e in runs})
     styles = {row: row_styles[i % len(row_styles)] for i, row in enumerate(rows)}
+    # runs of one cell differ only by seed: name it in the legend, else their lines read the same
+    cell_seeds = {}
+    for e in runs:
+        cell_seeds.setdefault((e["experiment"], str(e["training_objects"])), set()).add(e.get("seed"))
     for e in runs:
         ev = e["evaluation"]
         ks = sorted(int(k) for k in ev["per_k"])
         label = f"{COLUMN_TITLES.get(e['experiment'], e['experiment'])} ({e['training_objects']})"
+        seeds = cell_seeds[(e["experiment"], str(e["training_objects"]))]
+        if len(seeds) > 1:
+            label += f", seed {e.get('seed')}"
         if ev.get("kmax_bootstrap95") is not None and "kmax" in ev:
             low, high = ev["kmax_bootstrap95"]
             label += f", Kmax {ev['kmax']} [{low}, {high}]"
         line, marker = styles[str(e["training_objects"])]
         style = dict(color=colours[e["experiment"]], linestyle=line, marker=marker, label=label)
+        if len(seeds) > 1 and e.get("seed") != min(seeds, key=_seed_order):
+            style["markerfacecolor"] = "white"  # a cell's later seeds: open markers
         axes[0].plot(ks, [ev["per_k"][str(k)] if str(k) in ev["per_k"] else ev["per_k"][k] for k in ks],
                      **style)
         counts = {int(k): v for k, v in ev["counts"].items()}
