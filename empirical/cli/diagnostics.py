@@ -277,7 +277,8 @@ def sigma_figure(per_sigma: list[dict], title: str):
 def _correlate(args) -> int:
     from localcomp.provenance import check_writable_dir, refuse_overwrite, write_json_atomic, write_run_record
     from numerics.experiments.common import save_figure
-    from empirical.evaluation.correlation import DEFAULT_METRICS, correlate, load_entries, plot_correlation
+    from empirical.evaluation.correlation import (DEFAULT_METRICS, correlate, load_entries, plot_correlation,
+                                                     y_quantity)
 
     entries = load_entries(args.entries, args.kmax, args.kmax_field, args.found_k)
     if args.labels is not None:
@@ -302,7 +303,7 @@ def _correlate(args) -> int:
     for m in metrics:
         rho = correlations.get(m, {}).get("rho")
         interval = (correlations.get(m, {}).get("bootstrap95") or {}).get("interval")
-        print(f"{m}: Spearman rho vs {entries[0]['kmax_field']} = {'undefined' if rho is None else f'{rho:+.3f}'}"
+        print(f"{m}: Spearman rho vs {y_quantity(entries)} = {'undefined' if rho is None else f'{rho:+.3f}'}"
               f"{'' if interval is None else f' (bootstrap 95% [{interval[0]:+.2f}, {interval[1]:+.2f}])'} "
               f"(n = {correlations.get(m, {}).get('n', 0)})")
     print(f"{out}/correlation.json, correlation.png")

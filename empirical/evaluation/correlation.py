@@ -167,13 +167,19 @@ def correlate(entries: list[dict], metrics=None) -> dict:
     return out
 
 
+def y_quantity(entries: list[dict]) -> str:
+    """What the entries' ``kmax`` values are (their ``kmax_field``: a Kmax or the found share),
+    for axis labels and printouts."""
+    return entries[0].get("kmax_field", "kmax") if entries else "kmax"
+
+
 def plot_correlation(entries: list[dict], metrics, correlations: dict):
     """Figure: one panel per metric, Kmax or the entries' ``kmax_field`` (y) against the metric (x), points labelled."""
     from numerics.experiments.common import matplotlib_headless
 
     plt = matplotlib_headless()
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 4.0), squeeze=False)
-    y_name = entries[0].get("kmax_field", "kmax") if entries else "kmax"  # the y axis: which Kmax or share
+    y_name = y_quantity(entries)
     for ax, metric in zip(axes[0], metrics):
         points = [(_number(e["summary"].get(metric)), _number(e["kmax"]), e["label"]) for e in entries]
         points = [p for p in points if p[0] is not None and p[1] is not None]
