@@ -22,9 +22,8 @@ fi
 $LC clevr train --experiment "$e" --preset mini48 --data "$V/data/$row" --out "$run" --seed "$seed" \
     --steps "$steps" --keep-steps $(( steps / 2 )) > "/work/logs/train-$e-s$seed-x$factor.log" 2>&1
 cp "$run/run.json" "$run/train.json" "$out/"
-if [ -n "${KS:-}" ]; then tested=(--ks "$KS"); else tested=(); fi
 $LC clevr kmax --run "$run" --data "$V/data/eval" --detector results/detector/framed48/detector.pt \
-    --max-k 12 "${tested[@]}" --num-sets 16 --n 2 --training-objects "$row" --seed "$seed" --out "$run" --force \
+    --max-k 12 ${KS:+--ks "$KS"} --num-sets 16 --n 2 --training-objects "$row" --seed "$seed" --out "$run" --force \
     > "/work/logs/kmax-$e-s$seed-x$factor.log" 2>&1
 cp "$run"/kmax.json "$run"/kmax.run.json "$run"/kmax_samples.npz "$run"/kmax_grid_k*.png "$out/"
 echo "$e s$seed $row x$factor done $(date -u +%FT%T)" >> /work/logs/chain.log

@@ -1,7 +1,7 @@
 """Spearman between conditional leakage and the found share at K = 6, 8 within groups of the
 correlation's models (the table in README.md), from ``correlation/correlation.json`` that
-``figures.sh`` writes: the same statistic and bootstrap as ``clevr correlate``
-(``empirical.evaluation.correlation.spearman``) over a subset of its entries, chosen by label.
+``figures.sh`` writes: ``clevr correlate``'s own computation (``empirical.evaluation.correlation.correlate``)
+over a subset of its entries, chosen by label.
 
     python results/clevr/framed/sweep/groups.py    # writes correlation/groups.json
 """
@@ -9,7 +9,7 @@ correlation's models (the table in README.md), from ``correlation/correlation.js
 import json
 from pathlib import Path
 
-from empirical.evaluation.correlation import spearman
+from empirical.evaluation.correlation import correlate, y_quantity
 from localcomp.provenance import write_json_atomic
 
 HERE = Path(__file__).parent
@@ -33,10 +33,10 @@ GROUPS = {
 
 def main() -> None:
     entries = json.loads((HERE / "correlation" / "correlation.json").read_text())["entries"]
-    out = {"metric": METRIC, "y": entries[0]["kmax_field"], "source": "correlation/correlation.json", "groups": {}}
+    out = {"metric": METRIC, "y": y_quantity(entries), "source": "correlation/correlation.json", "groups": {}}
     for name, keep in GROUPS.items():
         chosen = [e for e in entries if keep(e["label"])]
-        result = spearman([e["summary"][METRIC] for e in chosen], [e["kmax"] for e in chosen])
+        result = correlate(chosen, [METRIC])[METRIC]
         result["labels"] = [e["label"] for e in chosen]
         out["groups"][name] = result
         low, high = result["bootstrap95"]["interval"]
