@@ -2,8 +2,8 @@
 # A framed Table 1 model trained past the table's budget, for the compute-matched comparison
 # (results/clevr/framed/README.md): copy RUN (trained by chain.sh) to RUN-xF, resume it to STEPS
 # (exact resume: constant learning rate after warm-up, EMA counted in images), keep the model at
-# STEPS/2, and evaluate Kmax as the validate kmax slice does (16 sets x 2 per K, K = 0..12; KS=1,2,3,6,8
-# samples only those K, the same samples a full evaluation draws, for the patch models' cost).
+# STEPS/2, and evaluate Kmax as the validate kmax slice does (kmax.sh: 16 sets x 2 per K, K = 0..12;
+# KS=1,2,3,6,8 samples only those K, the same samples a full evaluation draws, for the patch models' cost).
 # Usage: [KS=K1,K2,...] extend.sh EXPERIMENT SEED STEPS [ROW]
 set -euo pipefail
 e=$1; seed=$2; steps=$3; row=${4:-1-3}
@@ -22,8 +22,6 @@ fi
 $LC clevr train --experiment "$e" --preset mini48 --data "$V/data/$row" --out "$run" --seed "$seed" \
     --steps "$steps" --keep-steps $(( steps / 2 )) > "/work/logs/train-$e-s$seed-x$factor.log" 2>&1
 cp "$run/run.json" "$run/train.json" "$out/"
-$LC clevr kmax --run "$run" --data "$V/data/eval" --detector results/detector/framed48/detector.pt \
-    --max-k 12 ${KS:+--ks "$KS"} --num-sets 16 --n 2 --training-objects "$row" --seed "$seed" --out "$run" --force \
-    > "/work/logs/kmax-$e-s$seed-x$factor.log" 2>&1
+results/clevr/framed/kmax.sh "$run" "$run" "$row" "$seed" "/work/logs/kmax-$e-s$seed-x$factor.log" --force
 cp "$run"/kmax.json "$run"/kmax.run.json "$run"/kmax_samples.npz "$run"/kmax_grid_k*.png "$out/"
 echo "$e s$seed $row x$factor done $(date -u +%FT%T)" >> /work/logs/chain.log

@@ -22,9 +22,7 @@ if [[ " $skip " != *" train "* ]]; then
   cp "$run/run.json" "$run/train.json" "$out/"
 fi
 if [[ " $skip " != *" kmax "* ]]; then
-  $LC clevr kmax --run "$run" --data "$V/data/eval" --detector results/detector/framed48/detector.pt \
-      --ks "$tested" --num-sets 16 --n 2 --training-objects 1-3 --seed "$seed" --out "$out" \
-      > "/work/logs/kmax-exp2l-k$k-s$seed.log" 2>&1
+  KS=$tested results/clevr/framed/kmax.sh "$run" "$out" 1-3 "$seed" "/work/logs/kmax-exp2l-k$k-s$seed.log"
 fi
 if [[ " $skip " != *" locality "* ]]; then
   # as the validate locality slice: the row's training scenes, 8 images, the run's seed
