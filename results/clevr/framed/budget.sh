@@ -9,7 +9,6 @@ e=$1; seed=$2; row=${3:-1-3}; shift $(( $# < 3 ? $# : 3 ))
 steps=${*:-750 1500}
 cd "$(dirname "$0")/../../.."
 V=${V:-/work/runs/vframed}
-export OMP_NUM_THREADS=1
 run=$V/runs/$row/$e-s$seed
 for step in $steps; do
   out=results/clevr/framed/$row/$e-s$seed/step$step
