@@ -282,6 +282,27 @@ def test_correlate_on_synthetic_entries(tmp_path):
     assert not bad.exists()
 
 
+def test_correlation_figure_numbers_a_crowd_and_keys_the_labels(tmp_path):
+    """Few entries are labelled in place; beyond label_limit each point carries its number and the
+    key beside the panels gives every label once, in the entries' order."""
+    from empirical.evaluation.correlation import correlate, load_entries, plot_correlation
+
+    paths = [_write_entry(tmp_path, f"r{i}", 0.05 * i, 1.0 + i, 12 - i, f"model{i}") for i in range(14)]
+    entries = load_entries([str(p) for p in paths])
+    metrics = ["conditional_leakage"]
+
+    def texts(fig):
+        annotations = [t.get_text() for ax in fig.axes for t in ax.texts]
+        return annotations, "\n".join(t.get_text() for t in fig.texts if t is not fig._suptitle)
+
+    in_place, key = texts(plot_correlation(entries, metrics, correlate(entries, metrics), label_limit=20))
+    assert sorted(in_place) == sorted(e["label"] for e in entries) and key == ""
+    numbered, key = texts(plot_correlation(entries, metrics, correlate(entries, metrics), label_limit=12))
+    assert sorted(numbered, key=int) == [str(n) for n in range(1, 15)]
+    assert [line.split()[0] for line in key.splitlines()] == [str(n) for n in range(1, 15)]
+    assert [" ".join(line.split()[1:]) for line in key.splitlines()] == [e["label"] for e in entries]
+
+
 def test_bootstrap_spearman_covers_the_truth_of_a_noisy_monotone_relation():
     """With 30 models whose Kmax falls with leakage plus noise, the interval excludes 0 and holds
     the sample rho; with unrelated Kmax it holds 0."""

@@ -173,30 +173,51 @@ def y_quantity(entries: list[dict]) -> str:
     return entries[0].get("kmax_field", "kmax") if entries else "kmax"
 
 
-def plot_correlation(entries: list[dict], metrics, correlations: dict):
-    """Figure: one panel per metric, Kmax or the entries' ``kmax_field`` (y) against the metric (x), points labelled."""
+def plot_correlation(entries: list[dict], metrics, correlations: dict, label_limit: int = 12):
+    """Figure: one panel per metric, Kmax or the entries' ``kmax_field`` (y) against the metric (x).
+
+    Up to ``label_limit`` points are labelled in place; beyond it, labels in a crowd overlap, so
+    each point carries its entry's number (1-based, the order of ``entries``, the same in every
+    panel) and a key beside the panels gives the labels."""
     from numerics.experiments.common import matplotlib_headless
 
     plt = matplotlib_headless()
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 4.0), squeeze=False)
+    numbered = len(entries) > label_limit
+    key_columns = 0 if not numbered else (1 if len(entries) <= 25 else 2)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics) + 1.9 * key_columns, 4.0),
+                             squeeze=False)
     y_name = y_quantity(entries)
     for ax, metric in zip(axes[0], metrics):
-        points = [(_number(e["summary"].get(metric)), _number(e["kmax"]), e["label"]) for e in entries]
+        points = [(_number(e["summary"].get(metric)), _number(e["kmax"]), str(n + 1) if numbered else e["label"])
+                  for n, e in enumerate(entries)]
         points = [p for p in points if p[0] is not None and p[1] is not None]
-        ax.scatter([p[0] for p in points], [p[1] for p in points], color="tab:blue")
-        offsets = ((4, 4), (4, -10), (4, 14), (-40, 4))  # cycled so that neighbours' labels separate
-        for n, (x, y, label) in enumerate(sorted(points)):
-            ax.annotate(label, (x, y), textcoords="offset points", xytext=offsets[n % len(offsets)], fontsize=7)
+        ax.scatter([p[0] for p in points], [p[1] for p in points], color="tab:blue", s=14 if numbered else 36)
+        offsets = ((4, 4), (4, -10), (4, 14), (-40, 4)) if not numbered else ((3, 3), (3, -8), (-10, 3), (-10, -8))
+        for n, (x, y, label) in enumerate(sorted(points)):  # cycled so that neighbours' labels separate
+            ax.annotate(label, (x, y), textcoords="offset points", xytext=offsets[n % len(offsets)],
+                        fontsize=6 if numbered else 7)
         c = correlations.get(metric, {})
         rho = "undefined" if c.get("rho") is None else f"{c['rho']:+.2f}"
         interval = (c.get("bootstrap95") or {}).get("interval")
         if interval is not None:
             rho += f" [{interval[0]:+.2f}, {interval[1]:+.2f}]"
         ax.set_title(f"Spearman rho = {rho} (n = {c.get('n', len(points))})", fontsize=9)
-        ax.margins(0.15)  # room for the labels
+        ax.margins(0.15 if not numbered else 0.06)  # room for the labels
         ax.set_xlabel(metric)
         ax.set_ylabel(y_name)
         ax.grid(alpha=0.3)
+    if numbered:
+        lines = [f"{n + 1:>2}  {e['label']}" for n, e in enumerate(entries)]
+        per_column = -(-len(lines) // key_columns)
+        panels = 4.6 * len(metrics) / (4.6 * len(metrics) + 1.9 * key_columns)
+        for column in range(key_columns):
+            fig.text(panels + 0.01 + column * (1 - panels) / key_columns, 0.9,
+                     "\n".join(lines[column * per_column:(column + 1) * per_column]),
+                     fontsize=6.5, family="monospace", va="top")
+        fig.suptitle(f"locality summary vs {y_name}, one point per trained model (numbers: key at right)",
+                     fontsize=10)
+        fig.tight_layout(rect=(0, 0, panels, 1))
+        return fig
     fig.suptitle(f"locality summary vs {y_name}, one point per trained model", fontsize=10)
     fig.tight_layout()
     return fig
