@@ -18,7 +18,8 @@ $LC clevr dose-response --point "${present[@]}" --found-k 6 8 --out $F/sweep/dos
 # correlation over every trained model with a locality measurement and a found share at K = 6, 8:
 # the framed 48 px models (Exp.2 / 2L both seeds, Exp.3 / 3L, the k sweep, Exp.2, 2L and 3 at
 # 25 / 50 % of their budget, Exp.3 at 200 %, Exp.1 at 25 / 50 / 100 %, Exp.2L at 200 / 400 % and
-# seed 1 at 200 %, Exp.2 at 200 %, Exp.3L at 200 / 400 %) and
+# seed 1 at 200 %, Exp.2 at 200 % (both seeds), Exp.3L at 200 / 400 % (seed 1 at 400 %), and the
+# row 1 models, labelled "(1)") and
 # the 32 px mini models of results/clevr/ (Table 1 rows 1, 1-3, 1-5); the 32 px exp2l-k8 was only
 # evaluated to K = 4 and is left out
 entries=()
@@ -28,6 +29,7 @@ for d in $F/1-3/exp2-s0 $F/1-3/exp2-s1 $F/1-3/exp2l-s0 $F/1-3/exp2l-s1 $F/1-3/ex
          $F/sweep/exp2l-k1-s0 $F/sweep/exp2l-k1-s1 $F/sweep/exp2l-k3-s0 $F/1-3/exp3-s0-x2 $F/1-3/exp1-s0 \
          $F/1-3/exp1-s0/step750 $F/1-3/exp1-s0/step1500 $F/1-3/exp2l-s0-x4 $F/1-3/exp2l-s0-x4/step6000 \
          $F/1-3/exp2-s0-x2 $F/1-3/exp3l-s0-x4 $F/1-3/exp3l-s0-x4/step6000 $F/1-3/exp2l-s1-x2 \
+         $F/1-3/exp3l-s1-x4 $F/1-3/exp2-s1-x2 $F/1/exp2l-s0 $F/1/exp2l-s1 $F/1/exp2-s0 $F/1/exp2-s1 \
          results/clevr/mini-1/exp2 results/clevr/mini-1/exp2l \
          results/clevr/mini-1to3/{exp1,exp2,exp2l-clean,exp2l,exp3,exp3l} \
          results/clevr/mini-1to5/{exp2,exp2l-clean,exp2l,exp3l}; do
@@ -36,8 +38,9 @@ done
 loc=(); km=(); labels=()
 for d in "${entries[@]}"; do
   loc+=("$d/locality"); km+=("$d/kmax.json")
-  case $d in  # 48: framed 48 px data (row 1-3); 32: the CLEVR camera at 32 px, row in brackets
-    $F/*) l=${d#$F/1-3/}; l=${l#$F/sweep/}; labels+=("48 ${l/\/step/ @}") ;;
+  case $d in  # 48: framed 48 px data (row 1-3 unless bracketed); 32: the CLEVR camera at 32 px, row in brackets
+    $F/1-3/*|$F/sweep/*) l=${d#$F/1-3/}; l=${l#$F/sweep/}; labels+=("48 ${l/\/step/ @}") ;;
+    $F/*) r=${d#$F/}; l=${r#*/}; labels+=("48 ${l/\/step/ @} (${r%%/*})") ;;
     *) r=${d%/*}; r=${r##*mini-}; labels+=("32 ${d##*/} (${r/to/-})") ;;
   esac
 done
