@@ -321,7 +321,7 @@ def test_bootstrap_spearman_covers_the_truth_of_a_noisy_monotone_relation():
 
 # -- clevr locality end to end on an untrained tiny checkpoint ------------------------------------
 
-def test_locality_command(tmp_path):
+def test_locality_command(tmp_path, capsys):
     from empirical.training.experiments import make_train_config
     from empirical.training.train import save_checkpoint
     from localcomp.cli import main
@@ -349,6 +349,22 @@ def test_locality_command(tmp_path):
              "--num-images", "2", "--pixels-per-image", "2", "--out", str(out)]
     assert main(again) == 2
     assert main([*again, "--force"]) == 0
+    # one-object scenes have no second conditioner to remove: a clear error that names the way out;
+    # --max-objects picks 2-3 object scenes out of a wider set (a row-1 model on the evaluation scenes)
+    capsys.readouterr()
+    assert main(["clevr", "locality", "--run", str(run), "--data", "synthetic:1-1", "--out", str(tmp_path / "one")]) == 2
+    assert "--max-objects 3" in capsys.readouterr().err and not (tmp_path / "one").exists()
+    assert main(["clevr", "locality", "--run", str(run), "--data", "synthetic:0-12", "--max-objects", "1",
+                 "--out", str(tmp_path / "bad")]) == 2
+    assert "--max-objects: must be >= --min-objects" in capsys.readouterr().err
+    wide = tmp_path / "wide"
+    assert main(["clevr", "locality", "--run", str(run), "--data", "synthetic:0-12", "--max-objects", "3",
+                 "--sigmas", "1.0", "--num-images", "3", "--pixels-per-image", "1", "--out", str(wide)]) == 0
+    report = json.loads((wide / "locality.json").read_text())
+    from empirical.clevr.sources import load_data
+    scenes = load_data("synthetic:0-12", config.resolution, 0)
+    assert [2 <= scenes[i][1].shape[0] <= 3 for i in report["images"]] == [True] * 3
+    assert (report["min_objects"], report["max_objects"]) == (2, 3)
 
 
 def test_rendered_mask_footprints_and_pixel_choice():

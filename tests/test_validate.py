@@ -76,6 +76,15 @@ def test_plan_of_the_full_table_and_its_shards(tmp_path):
     assert len(plan["train"]) == len(plan["kmax"]) == len(plan["locality"]) == 3 * 6 * 2
     assert all(("train", p.name) in p.needs for p in plan["kmax"])
     assert ("render", "1-5") in next(p for p in plan["train"] if p.name == "1-5/exp3-s1").needs
+    # locality removes one conditioner of several: row 1 (one object per scene) is measured on the
+    # evaluation scenes with 2-3 objects, the other rows on their own training scenes
+    for piece in plan["locality"]:
+        data = piece.argv[piece.argv.index("--data") + 1]
+        if piece.name.startswith("1/"):
+            assert data.endswith("eval") and piece.argv[piece.argv.index("--max-objects") + 1] == "3"
+            assert ("render", "eval") in piece.needs
+        else:
+            assert data.endswith(piece.name.split("/")[0]) and "--max-objects" not in piece.argv
     # shards of a stage cover it exactly once
     shards = [select(plan, "train", (i, 5)) for i in range(5)]
     names = [p.name for shard in shards for p in shard]

@@ -36,6 +36,9 @@ def add_diagnostics_commands(clevr_subparsers) -> None:
     p.add_argument("--num-images", type=int, default=8, help="images measured (default 8)")
     p.add_argument("--min-objects", type=int, default=2,
                    help="use images with at least this many conditioners (default 2: cross-talk needs two)")
+    p.add_argument("--max-objects", type=int, default=None,
+                   help="and at most this many (default: no limit); e.g. the evaluation scenes with "
+                        "--max-objects 3 for a model trained on one object per scene")
     p.add_argument("--pixels-per-image", type=int, default=3,
                    help="Jacobian output pixels per image: objects first, then random (default 3)")
     p.add_argument("--jacobian-images", type=int, default=None,
@@ -95,6 +98,9 @@ def validate_locality_args(args) -> None:
         low = 0 if name == "min_objects" else 1
         if value < low:
             raise UserError(f"--{name.replace('_', '-')}: must be >= {low}, got {value}")
+    if args.max_objects is not None and args.max_objects < max(args.min_objects, 1):
+        raise UserError(f"--max-objects: must be >= --min-objects ({args.min_objects}) and >= 1, "
+                        f"got {args.max_objects}")
     if args.jacobian_images is not None and args.jacobian_images < 1:
         raise UserError(f"--jacobian-images: must be >= 1, got {args.jacobian_images}")
     if args.radius is not None and not args.radius > 0:
@@ -108,13 +114,16 @@ def validate_locality_args(args) -> None:
         raise UserError(f"--run: no checkpoint.pt (or machine.json) in {args.run}")
 
 
-def select_images(dataset, num_images: int, min_objects: int) -> list[int]:
-    """Indices of the first ``num_images`` items with at least ``min_objects`` conditioners."""
+def select_images(dataset, num_images: int, min_objects: int, max_objects: int | None = None) -> list[int]:
+    """Indices of the first ``num_images`` items with ``min_objects`` to ``max_objects`` conditioners."""
     from empirical.diagnostics.locality import select_items
     try:
-        return select_items(dataset, num_images, min_objects)
+        return select_items(dataset, num_images, min_objects, max_objects=max_objects)
     except ValueError:
-        raise UserError(f"--data/--min-objects: no image with >= {min_objects} conditioners") from None
+        most = "" if max_objects is None else f" and <= {max_objects}"
+        hint = (" (a dataset of one-object scenes has no second conditioner to remove: measure on "
+                "scenes with more, e.g. the evaluation scenes with --max-objects 3)" if min_objects >= 2 else "")
+        raise UserError(f"--data/--min-objects: no image with >= {min_objects}{most} conditioners{hint}") from None
 
 
 def mask_footprints(data, indices, kmax: int, dilate: int):
@@ -156,7 +165,7 @@ def _locality(args) -> int:
     if tuple(image.shape[-2:]) != (config.resolution, config.resolution):
         raise UserError(f"--data: images are {tuple(image.shape[-2:])}, the run expects "
                         f"{config.resolution}x{config.resolution}")
-    indices = select_images(dataset, args.num_images, args.min_objects)
+    indices = select_images(dataset, args.num_images, args.min_objects, args.max_objects)
     clean, cond, mask = collate_sets([dataset[i] for i in indices])
     device = next(model.parameters()).device if isinstance(model, torch.nn.Module) else torch.device("cpu")
     clean, cond, mask = clean.to(device), cond.to(device), mask.to(device)
@@ -175,6 +184,7 @@ def _locality(args) -> int:
     out = Path(args.out or Path(args.run) / "locality")
     report = {"experiment": config.experiment, "preset": config.preset, "run": str(args.run),
               "checkpoint_step": step, "ema": not args.raw, "data": args.data, "images": indices,
+              "min_objects": args.min_objects, "max_objects": args.max_objects,
               "sigmas": list(args.sigmas), "footprint": args.footprint,
               "radius": radius if args.footprint == "disc" else None,
               "dilate": args.dilate if args.footprint == "mask" else None,

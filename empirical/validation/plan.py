@@ -25,6 +25,7 @@ from localcomp.errors import UserError
 
 STAGES = ("render", "train", "kmax", "locality", "report")
 ROWS = {"1": (1, 1), "1-3": (1, 3), "1-5": (1, 5)}
+LOCALITY_MAX_OBJECTS_OF_ONE_OBJECT_ROWS = 3  # the evaluation scenes a row-1 model's locality is measured on
 TABLE_EXPERIMENTS = ("exp1", "exp2", "exp3", "exp2l", "exp3l", "exp2l-k8")
 
 
@@ -196,8 +197,14 @@ def build_plan(config: ValidationConfig, out: str | Path) -> dict[str, list[Slic
             "detector": config.detector, "max_k": p.max_k, "num_sets": p.num_sets,
             "samples_per_set": p.samples_per_set, "sampler_steps": p.sampler_steps}, needs,
             outputs=(f"{run_dir}/kmax.json",)))
-        argv = ["clevr", "locality", "--run", str(run_dir), "--data", _data_spec(config, out, row),
+        # conditional locality removes one conditioner of several: a row of one-object scenes has no
+        # second to remove, so its models are measured on the evaluation scenes with 2-3 objects
+        one_object_row = ROWS[row][1] < 2
+        argv = ["clevr", "locality", "--run", str(run_dir),
+                "--data", _data_spec(config, out, None if one_object_row else row),
                 "--num-images", str(p.locality_images), "--seed", str(seed), "--force"]
+        if one_object_row:
+            argv += ["--max-objects", str(LOCALITY_MAX_OBJECTS_OF_ONE_OBJECT_ROWS)]
         if p.locality_jacobian_images is not None:
             argv += ["--jacobian-images", str(p.locality_jacobian_images)]
         if p.locality_pixels_per_image is not None:
@@ -207,7 +214,8 @@ def build_plan(config: ValidationConfig, out: str | Path) -> dict[str, list[Slic
         plan["locality"].append(Slice("locality", name, tuple(argv), {
             "locality_images": p.locality_images, "jacobian_images": p.locality_jacobian_images,
             "pixels_per_image": p.locality_pixels_per_image,
-            "sigmas": list(p.locality_sigmas) if p.locality_sigmas else None}, (("train", name),),
+            "sigmas": list(p.locality_sigmas) if p.locality_sigmas else None},
+            (("train", name),) + ((render_needs["eval"],) if one_object_row and "eval" in render_needs else ()),
             outputs=(f"{run_dir}/locality/locality.json",)))
     needs = tuple(("kmax", s.name) for s in plan["kmax"]) + tuple(("locality", s.name) for s in plan["locality"])
     plan["report"].append(Slice("report", "report", ("clevr", "validate-report"), {
