@@ -293,7 +293,7 @@ def test_correlation_figure_numbers_a_crowd_and_keys_the_labels(tmp_path):
 
     def texts(fig):
         annotations = [t.get_text() for ax in fig.axes for t in ax.texts]
-        return annotations, "\n".join(t.get_text() for t in fig.texts if t is not fig._suptitle)
+        return annotations, "\n".join(t.get_text() for t in fig.texts if t.get_text() != fig.get_suptitle())
 
     in_place, key = texts(plot_correlation(entries, metrics, correlate(entries, metrics), label_limit=20))
     assert sorted(in_place) == sorted(e["label"] for e in entries) and key == ""

@@ -184,8 +184,9 @@ def plot_correlation(entries: list[dict], metrics, correlations: dict, label_lim
     plt = matplotlib_headless()
     numbered = len(entries) > label_limit
     key_columns = 0 if not numbered else (1 if len(entries) <= 25 else 2)
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics) + 1.9 * key_columns, 4.0),
-                             squeeze=False)
+    panels_width, key_width = 4.6 * len(metrics), 1.9 * key_columns  # inches
+    panels = panels_width / (panels_width + key_width)  # the figure's share left of the key
+    fig, axes = plt.subplots(1, len(metrics), figsize=(panels_width + key_width, 4.0), squeeze=False)
     y_name = y_quantity(entries)
     for ax, metric in zip(axes[0], metrics):
         points = [(_number(e["summary"].get(metric)), _number(e["kmax"]), str(n + 1) if numbered else e["label"])
@@ -209,15 +210,11 @@ def plot_correlation(entries: list[dict], metrics, correlations: dict, label_lim
     if numbered:
         lines = [f"{n + 1:>2}  {e['label']}" for n, e in enumerate(entries)]
         per_column = -(-len(lines) // key_columns)
-        panels = 4.6 * len(metrics) / (4.6 * len(metrics) + 1.9 * key_columns)
         for column in range(key_columns):
             fig.text(panels + 0.01 + column * (1 - panels) / key_columns, 0.9,
                      "\n".join(lines[column * per_column:(column + 1) * per_column]),
                      fontsize=6.5, family="monospace", va="top")
-        fig.suptitle(f"locality summary vs {y_name}, one point per trained model (numbers: key at right)",
-                     fontsize=10)
-        fig.tight_layout(rect=(0, 0, panels, 1))
-        return fig
-    fig.suptitle(f"locality summary vs {y_name}, one point per trained model", fontsize=10)
-    fig.tight_layout()
+    fig.suptitle(f"locality summary vs {y_name}, one point per trained model"
+                 + (" (numbers: key at right)" if numbered else ""), fontsize=10)
+    fig.tight_layout(rect=(0, 0, panels, 1))
     return fig

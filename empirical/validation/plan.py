@@ -185,6 +185,7 @@ def build_plan(config: ValidationConfig, out: str | Path) -> dict[str, list[Slic
                     "experiment": experiment, "model_preset": p.model_preset, "row": row, "seed": seed,
                     "train_steps": p.train_steps, "data_source": p.data_source}, needs,
                     outputs=(f"{run_dir}/checkpoint.pt",)))
+    eval_needs = (render_needs["eval"],) if "eval" in render_needs else ()  # the evaluation scenes' render
     for row, experiment, seed, name, run_dir in runs:
         argv = ["clevr", "kmax", "--run", str(run_dir), "--data", _data_spec(config, out, None),
                 "--detector", config.detector, "--max-k", str(p.max_k), "--num-sets", str(p.num_sets),
@@ -192,7 +193,7 @@ def build_plan(config: ValidationConfig, out: str | Path) -> dict[str, list[Slic
                 "--force"]  # an unfinished slice (killed after writing kmax.json) is run again
         if p.sampler_steps is not None:
             argv += ["--sampler-steps", str(p.sampler_steps)]
-        needs = (("train", name),) + ((render_needs["eval"],) if "eval" in render_needs else ())
+        needs = (("train", name),) + eval_needs
         plan["kmax"].append(Slice("kmax", name, tuple(argv), {
             "detector": config.detector, "max_k": p.max_k, "num_sets": p.num_sets,
             "samples_per_set": p.samples_per_set, "sampler_steps": p.sampler_steps}, needs,
@@ -215,7 +216,7 @@ def build_plan(config: ValidationConfig, out: str | Path) -> dict[str, list[Slic
             "locality_images": p.locality_images, "jacobian_images": p.locality_jacobian_images,
             "pixels_per_image": p.locality_pixels_per_image,
             "sigmas": list(p.locality_sigmas) if p.locality_sigmas else None},
-            (("train", name),) + ((render_needs["eval"],) if one_object_row and "eval" in render_needs else ()),
+            (("train", name),) + (eval_needs if one_object_row else ()),
             outputs=(f"{run_dir}/locality/locality.json",)))
     needs = tuple(("kmax", s.name) for s in plan["kmax"]) + tuple(("locality", s.name) for s in plan["locality"])
     plan["report"].append(Slice("report", "report", ("clevr", "validate-report"), {
