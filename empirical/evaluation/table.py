@@ -9,7 +9,9 @@ Seeds (issue 11 item 4): a cell may hold one run per training seed (the seed is 
 seed's, ``seeds`` maps every seed to its values, and the Markdown cell lists them in seed order,
 ``0 [5] / 1 [6] (9)``. The share of requested objects found beyond the training maximum carries a
 bootstrap interval over location sets where the ``kmax.json`` has per-sample shares
-(``empirical.evaluation.kmax.found_share_beyond``).
+(``empirical.evaluation.kmax.found_share_beyond``). Each cell records its training budget (issue 11
+item 4: steps and images seen, from the ``train.json`` and ``run.json`` beside ``kmax.json``), and the
+Markdown gets a third table of it, so a table of models trained past the common budget says so.
 """
 
 from __future__ import annotations
@@ -97,6 +99,8 @@ def assemble(entries: list[dict]) -> dict:
                   "share_found_beyond_training": share_found_beyond_training(entry),
                   "share_found_beyond_training_bootstrap95": share_found_beyond_training_interval(entry),
                   "share_found_beyond_training_chance": share_found_beyond_training_chance(entry),
+                  "training_steps": entry.get("training_steps"),
+                  "training_images": entry.get("training_images"),
                   "source": entry.get("source"), "seed": seed}
         if exp in row:
             if str(seed) in row[exp]["seeds"]:
@@ -137,6 +141,11 @@ def to_markdown(table: dict) -> str:
         for label, row in zip(table["rows"], shares):
             lines.append(f"| {label} | " + " | ".join(
                 " / ".join(_share_text(c) for c in cs) for cs in row) + " |")
+    if any(c.get("training_steps") is not None for r in shares for cs in r for c in cs):
+        lines += ["", "Training budget: steps (images seen), one per seed:", "", head, lines[1]]
+        for label, row in zip(table["rows"], shares):
+            lines.append(f"| {label} | " + " | ".join(
+                " / ".join(_budget_text(c) for c in cs) for cs in row) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -233,6 +242,13 @@ def plot_per_k(entries: list[dict]):
     return fig
 
 
+def _budget_text(cell: dict) -> str:
+    steps, images = cell.get("training_steps"), cell.get("training_images")
+    if steps is None:
+        return "·"
+    return f"{steps:,}" + ("" if images is None else f" ({images:,})")
+
+
 def load_entries(paths: list[str]) -> list[dict]:
     """Read ``kmax.json`` files (or run directories holding one)."""
     entries = []
@@ -246,8 +262,24 @@ def load_entries(paths: list[str]) -> list[dict]:
         missing = [k for k in ("experiment", "training_objects", "kmax") if k not in data]
         if missing:
             raise UserError(f"--runs: {path} lacks {', '.join(missing)}")
-        entries.append({**data, "source": str(path), "seed": training_seed(path.parent)})
+        entries.append({**data, "source": str(path), "seed": training_seed(path.parent),
+                        **training_budget(path.parent)})
     return entries
+
+
+def training_budget(folder: Path) -> dict:
+    """``{"training_steps", "training_images"}`` of the run whose results are in ``folder``: the
+    ``step`` of its ``train.json`` and that times ``run.json``'s ``config.train.schedule.batch_size``;
+    None where the file (or field) is missing."""
+    steps = images = None
+    train = folder / "train.json"
+    if train.exists():
+        steps = json.loads(train.read_text()).get("step")
+    run = folder / "run.json"
+    if isinstance(steps, int) and run.exists():
+        batch = json.loads(run.read_text()).get("config", {}).get("train", {}).get("schedule", {}).get("batch_size")
+        images = steps * batch if isinstance(batch, int) else None
+    return {"training_steps": steps if isinstance(steps, int) else None, "training_images": images}
 
 
 def training_seed(folder: Path) -> int | None:
