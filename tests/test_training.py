@@ -89,9 +89,26 @@ def test_a_killed_run_keeps_its_loss_curve_in_train_json(tmp_path, blobs):
     record = json.loads((tmp_path / "train.json").read_text())
     assert [h["step"] for h in record["history"]] == [2, 4]
     assert record["step"] == 4 and record["finished"] is False and record["steps"] == 10
+    first_sitting = record["wall_seconds"]
+    assert first_sitting > 0 and record["wall_seconds_from_step"] == 0
     train(cfg, blobs, tmp_path, progress=False)
     record = json.loads((tmp_path / "train.json").read_text())
     assert [h["step"] for h in record["history"]] == [2, 4, 6, 8, 10] and record["finished"] is True
+    # the wall time adds up over the two sittings, counted from step 0
+    assert record["wall_seconds"] > first_sitting and record["wall_seconds_from_step"] == 0
+
+
+def test_a_checkpoint_from_before_the_wall_time_counts_it_from_its_step(tmp_path, blobs):
+    import json
+    from empirical.training.train import load_checkpoint, save_checkpoint
+    cfg = make_train_config("exp1", "tiny", steps=6, checkpoint_every=2)
+    train(cfg, blobs, tmp_path, progress=False, stop_after=4)
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    del state["wall_seconds"], state["wall_seconds_from_step"]
+    save_checkpoint(tmp_path / "checkpoint.pt", state)
+    train(cfg, blobs, tmp_path, progress=False)
+    record = json.loads((tmp_path / "train.json").read_text())
+    assert record["step"] == 6 and record["wall_seconds_from_step"] == 4 and record["wall_seconds"] > 0
 
 
 class _PoisonedAfter(torch.utils.data.Dataset):

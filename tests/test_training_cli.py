@@ -81,7 +81,8 @@ def test_table_puts_our_kmax_next_to_the_papers(tmp_path):
     table = json.loads((tmp_path / "t" / "table1.json").read_text())
     own = {"ours": 7, "ours_requested_found": None, "share_found_beyond_training": None,
            "share_found_beyond_training_bootstrap95": None, "share_found_beyond_training_chance": None,
-           "training_steps": None, "training_images": None,
+           "training_steps": None, "training_images": None, "training_wall_seconds": None,
+           "training_wall_from_step": None,
            "source": str(tmp_path / "exp2l" / "kmax.json"), "seed": None}
     assert table["rows"]["1-3"]["exp2l"] == {**own, "paper": 9, "seeds": {"None": own}}
     assert table["rows"]["1"]["exp2"]["ours"] is None and table["rows"]["1"]["exp2"]["paper"] == 1
@@ -131,7 +132,8 @@ def test_table_lists_every_seed_of_a_cell_with_the_found_share_interval(tmp_path
                             "bootstrap": {"samples_per_set": 2}}}))
         (folder / "run.json").write_text(json.dumps(
             {"config": {"train": {"seed": seed, "schedule": {"batch_size": 32}}}}))
-        (folder / "train.json").write_text(json.dumps({"step": 3000 * (seed + 1)}))
+        (folder / "train.json").write_text(json.dumps(
+            {"step": 3000 * (seed + 1), "wall_seconds": 600.0 * (seed + 1), "wall_seconds_from_step": 3000 * seed}))
         return folder
 
     varied = {4: [1.0, 0.5, 0.75, 0.25, 1.0, 1.0], 5: [0.8, 0.6, 1.0, 0.4, 0.2, 0.6]}
@@ -149,7 +151,7 @@ def test_table_lists_every_seed_of_a_cell_with_the_found_share_interval(tmp_path
     assert "0.55 [0.55, 0.55] (chance 0.10) / 0.68 [" in md
     # the budget of each seed's model, as trained (train.json's step, times run.json's batch)
     assert cell["seeds"]["1"]["training_steps"] == 6000 and cell["seeds"]["1"]["training_images"] == 192000
-    assert "| 1-3 | · | · | 3,000 (96,000) / 6,000 (192,000) |" in md
+    assert "| 1-3 | · | · | 3,000 (96,000; 10 min) / 6,000 (192,000; 20 min from step 3,000) |" in md
     with pytest.raises(UserError, match="second result for .1-3, exp2l, seed 1"):
         _run(["table", "--runs", str(a), str(a), "--out", str(tmp_path / "u")])
 

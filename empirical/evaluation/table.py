@@ -10,7 +10,7 @@ seed's, ``seeds`` maps every seed to its values, and the Markdown cell lists the
 ``0 [5] / 1 [6] (9)``. The share of requested objects found beyond the training maximum carries a
 bootstrap interval over location sets where the ``kmax.json`` has per-sample shares
 (``empirical.evaluation.kmax.found_share_beyond``). Each cell records its training budget (issue 11
-item 4: steps and images seen, from the ``train.json`` and ``run.json`` beside ``kmax.json``), and the
+item 4: steps, images seen and wall time, from the ``train.json`` and ``run.json`` beside ``kmax.json``), and the
 Markdown gets a third table of it, so a table of models trained past the common budget says so.
 """
 
@@ -101,6 +101,8 @@ def assemble(entries: list[dict]) -> dict:
                   "share_found_beyond_training_chance": share_found_beyond_training_chance(entry),
                   "training_steps": entry.get("training_steps"),
                   "training_images": entry.get("training_images"),
+                  "training_wall_seconds": entry.get("training_wall_seconds"),
+                  "training_wall_from_step": entry.get("training_wall_from_step"),
                   "source": entry.get("source"), "seed": seed}
         if exp in row:
             if str(seed) in row[exp]["seeds"]:
@@ -142,7 +144,8 @@ def to_markdown(table: dict) -> str:
             lines.append(f"| {label} | " + " | ".join(
                 " / ".join(_share_text(c) for c in cs) for cs in row) + " |")
     if any(c.get("training_steps") is not None for r in shares for cs in r for c in cs):
-        lines += ["", "Training budget: steps (images seen), one per seed:", "", head, lines[1]]
+        lines += ["", "Training budget: steps (images seen; wall time of training, where recorded, from "
+                  "step 0 unless another step is named), one per seed:", "", head, lines[1]]
         for label, row in zip(table["rows"], shares):
             lines.append(f"| {label} | " + " | ".join(
                 " / ".join(_budget_text(c) for c in cs) for cs in row) + " |")
@@ -246,7 +249,11 @@ def _budget_text(cell: dict) -> str:
     steps, images = cell.get("training_steps"), cell.get("training_images")
     if steps is None:
         return "·"
-    return f"{steps:,}" + ("" if images is None else f" ({images:,})")
+    details = [] if images is None else [f"{images:,}"]
+    seconds, start = cell.get("training_wall_seconds"), cell.get("training_wall_from_step")
+    if seconds is not None:
+        details.append(f"{seconds / 60:.0f} min" + (f" from step {start:,}" if start else ""))
+    return f"{steps:,}" + (f" ({'; '.join(details)})" if details else "")
 
 
 def load_entries(paths: list[str]) -> list[dict]:
@@ -268,18 +275,23 @@ def load_entries(paths: list[str]) -> list[dict]:
 
 
 def training_budget(folder: Path) -> dict:
-    """``{"training_steps", "training_images"}`` of the run whose results are in ``folder``: the
-    ``step`` of its ``train.json`` and that times ``run.json``'s ``config.train.schedule.batch_size``;
-    None where the file (or field) is missing."""
+    """``{"training_steps", "training_images", "training_wall_seconds", "training_wall_from_step"}``
+    of the run whose results are in ``folder``: the ``step`` of its ``train.json``, that times
+    ``run.json``'s ``config.train.schedule.batch_size``, and ``train.json``'s ``wall_seconds`` /
+    ``wall_seconds_from_step``; None where the file (or field) is missing."""
     steps = images = None
+    record = {}
     train = folder / "train.json"
     if train.exists():
-        steps = json.loads(train.read_text()).get("step")
+        record = json.loads(train.read_text())
+        steps = record.get("step")
     run = folder / "run.json"
     if isinstance(steps, int) and run.exists():
         batch = json.loads(run.read_text()).get("config", {}).get("train", {}).get("schedule", {}).get("batch_size")
         images = steps * batch if isinstance(batch, int) else None
-    return {"training_steps": steps if isinstance(steps, int) else None, "training_images": images}
+    return {"training_steps": steps if isinstance(steps, int) else None, "training_images": images,
+            "training_wall_seconds": record.get("wall_seconds"),
+            "training_wall_from_step": record.get("wall_seconds_from_step")}
 
 
 def training_seed(folder: Path) -> int | None:

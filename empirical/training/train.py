@@ -26,6 +26,7 @@ import copy
 import io
 import os
 import random
+import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -198,7 +199,10 @@ def train(config: TrainConfig, dataset, out_dir, progress: bool = True, stop_aft
     ``steps``; a difference is a UserError naming the differing fields). ``stop_after``: return
     after that many total steps as if killed (tests, time slices). ``train.json`` is rewritten at
     every checkpoint interval (``finished`` false until the last step), so a killed run keeps
-    its loss curve up to its last checkpoint. ``keep_steps``: at each of these steps a checkpoint
+    its loss curve up to its last checkpoint. ``train.json``'s ``wall_seconds`` is the training wall
+    time of the steps ``wall_seconds_from_step`` .. ``step``, summed over sittings (the time between
+    a run's last checkpoint and its kill is lost with those steps; a checkpoint from before the field
+    counts from its step). ``keep_steps``: at each of these steps a checkpoint
     is also written to ``out_dir/steps/STEP/`` with a copy of ``run.json``, a run directory of the
     model at that part of the budget (``load_trained`` and ``clevr kmax --run`` read it).
     """
@@ -214,6 +218,7 @@ def train(config: TrainConfig, dataset, out_dir, progress: bool = True, stop_aft
     ema = copy.deepcopy(model).requires_grad_(False)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.schedule.lr, betas=(0.9, 0.99), eps=1e-8)
     step, epoch, cursor, history = 0, 0, 0, []
+    wall_seconds, wall_from = 0.0, 0
     last_saved = "none"
     if ckpt_path.exists():
         state = load_checkpoint(ckpt_path)
@@ -228,6 +233,7 @@ def train(config: TrainConfig, dataset, out_dir, progress: bool = True, stop_aft
         optimizer.load_state_dict(state["optimizer"])
         step, epoch, cursor = state["step"], state["data_order"]["epoch"], state["data_order"]["cursor"]
         history = state["history"]
+        wall_seconds, wall_from = state.get("wall_seconds", 0.0), state.get("wall_seconds_from_step", step)
         _restore_rng(state["rng"])
         last_saved = f"step {step} in {ckpt_path}"
     if rank == 0:
@@ -249,8 +255,10 @@ def train(config: TrainConfig, dataset, out_dir, progress: bool = True, stop_aft
         return {"experiment": config.experiment, "preset": config.preset, "step": step,
                 "steps": config.schedule.steps, "finished": step >= config.schedule.steps,
                 "history": history, "parameters": parameters, "world_size": world, "rank": rank,
-                "precision": config.precision}
+                "precision": config.precision, "wall_seconds": round(wall_seconds, 1),
+                "wall_seconds_from_step": wall_from}
 
+    sitting_start, sitting_base = time.perf_counter(), wall_seconds
     model.train()
     while step < end:
         seed = step_seed(config.seed, step, rank)
@@ -290,11 +298,13 @@ def train(config: TrainConfig, dataset, out_dir, progress: bool = True, stop_aft
         if step % config.schedule.checkpoint_every == 0 or step == config.schedule.steps or step in keep_steps:
             history.append({"step": step, "mean_loss": float(np.mean(interval_losses))})
             interval_losses = []
+            wall_seconds = sitting_base + time.perf_counter() - sitting_start
             if rank == 0:
                 save_checkpoint(ckpt_path, {
                     "config": config, "step": step, "model": model.state_dict(), "ema": ema.state_dict(),
                     "optimizer": optimizer.state_dict(), "rng": _rng_states(),
-                    "data_order": {"epoch": epoch, "cursor": cursor}, "history": history})
+                    "data_order": {"epoch": epoch, "cursor": cursor}, "history": history,
+                    "wall_seconds": wall_seconds, "wall_seconds_from_step": wall_from})
                 write_json_atomic(out_dir / "train.json", summary())  # the loss curve so far
                 if step in keep_steps:
                     keep_copy(out_dir, step)
