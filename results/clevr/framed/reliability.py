@@ -12,6 +12,7 @@ Reads only the `kmax.json` of each run folder (no sampling, no detector).
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -127,7 +128,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "reliability.json", {"runs": results, "agreement": agreement(results),
                                                  "threshold": DEFAULT_THRESHOLD,
-                                                 "command": ["python", *__import__("sys").argv]})
+                                                 "command": ["python", *sys.argv]})
     (out / "reliability.md").write_text(markdown(results))
     figure(results, out / "reliability.png")
     print(markdown(results))
