@@ -133,22 +133,23 @@ def to_markdown(table: dict) -> str:
     lines.append("Cells: our Kmax [our Kmax when extra objects are allowed, if measured] (paper's value, "
                  "arXiv 2509.16447 v3 Table 1), one per training seed where several ran (seed order, "
                  "separated by /); · = not run, – = not in the paper.")
-    shares = [[_per_seed(row.get(col, {})) for col in table["columns"]] for row in table["rows"].values()]
-    if any(c.get("share_found_beyond_training") is not None for r in shares for cs in r for c in cs):
-        lines += ["", "Share of the K requested objects found (extras allowed), mean over the tested K "
-                  "above the training maximum [bootstrap 95% over location sets, where the kmax.json "
-                  "has per-sample shares], and its chance baseline (the same samples scored against "
-                  "another scene's location set of the same K; n/a: the kmax.json predates it); "
-                  "one per seed:", "", head, lines[1]]
-        for label, row in zip(table["rows"], shares):
-            lines.append(f"| {label} | " + " | ".join(
-                " / ".join(_share_text(c) for c in cs) for cs in row) + " |")
-    if any(c.get("training_steps") is not None for r in shares for cs in r for c in cs):
-        lines += ["", "Training budget: steps (images seen; wall time of training, where recorded, from "
-                  "step 0 unless another step is named), one per seed:", "", head, lines[1]]
-        for label, row in zip(table["rows"], shares):
-            lines.append(f"| {label} | " + " | ".join(
-                " / ".join(_budget_text(c) for c in cs) for cs in row) + " |")
+    per_seed = [[_per_seed(row.get(col, {})) for col in table["columns"]] for row in table["rows"].values()]
+
+    def section(field: str, caption: str, text) -> None:
+        """A table of ``text(cell)`` per seed, under ``caption``, where any cell has ``field``."""
+        if any(c.get(field) is not None for r in per_seed for cs in r for c in cs):
+            lines.extend(["", caption, "", head, lines[1]])
+            lines.extend(f"| {label} | " + " | ".join(" / ".join(text(c) for c in cs) for cs in row) + " |"
+                         for label, row in zip(table["rows"], per_seed))
+
+    section("share_found_beyond_training",
+            "Share of the K requested objects found (extras allowed), mean over the tested K "
+            "above the training maximum [bootstrap 95% over location sets, where the kmax.json "
+            "has per-sample shares], and its chance baseline (the same samples scored against "
+            "another scene's location set of the same K; n/a: the kmax.json predates it); "
+            "one per seed:", _share_text)
+    section("training_steps", "Training budget: steps (images seen; wall time of training, where recorded, "
+            "from step 0 unless another step is named), one per seed:", _budget_text)
     return "\n".join(lines) + "\n"
 
 
