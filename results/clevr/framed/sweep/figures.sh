@@ -20,7 +20,7 @@ $LC clevr dose-response --point "${present[@]}" --found-k 6 8 --out $F/sweep/dos
 # the framed 48 px models (Exp.2 / 2L both seeds, Exp.3 / 3L, the k sweep, Exp.2, 2L and 3 at
 # 25 / 50 % of their budget, Exp.3 at 200 %, Exp.1 at 25 / 50 / 100 %, Exp.2L at 200 / 400 % and
 # seed 1 at 200 %, Exp.2 at 200 % (both seeds), Exp.3L at 200 / 400 % (seed 1 at 400 %), and the
-# row 1 and row 1-5 models, labelled "(1)", "(1-5)") and
+# row 1 and row 1-5 models (row 1 Exp.2L at 200 / 400 %, row 1-5 Exp.2L at 300 %), labelled "(1)", "(1-5)") and
 # the 32 px mini models of results/clevr/ (Table 1 rows 1, 1-3, 1-5); the 32 px exp2l-k8 was only
 # evaluated to K = 4 and is left out
 entries=()
@@ -31,7 +31,7 @@ for d in $F/1-3/exp2-s0 $F/1-3/exp2-s1 $F/1-3/exp2l-s0 $F/1-3/exp2l-s1 $F/1-3/ex
          $F/1-3/exp1-s0/step750 $F/1-3/exp1-s0/step1500 $F/1-3/exp2l-s0-x4 $F/1-3/exp2l-s0-x4/step6000 \
          $F/1-3/exp2-s0-x2 $F/1-3/exp3l-s0-x4 $F/1-3/exp3l-s0-x4/step6000 $F/1-3/exp2l-s1-x2 \
          $F/1-3/exp3l-s1-x4 $F/1-3/exp2-s1-x2 $F/1/exp2l-s0 $F/1/exp2l-s1 $F/1/exp2-s0 $F/1/exp2-s1 \
-         $F/1/exp2l-s0-x4 $F/1-5/exp2l-s0 $F/1-5/exp2-s0 \
+         $F/1/exp2l-s0-x4 $F/1/exp2l-s1-x4 $F/1/exp2l-s0-x4/step6000 $F/1-5/exp2l-s0 $F/1-5/exp2l-s0-x3 $F/1-5/exp2-s0 \
          results/clevr/mini-1/exp2 results/clevr/mini-1/exp2l \
          results/clevr/mini-1to3/{exp1,exp2,exp2l-clean,exp2l,exp3,exp3l} \
          results/clevr/mini-1to5/{exp2,exp2l-clean,exp2l,exp3l}; do
@@ -53,7 +53,7 @@ $LC clevr correlate --entries "${loc[@]}" --kmax "${km[@]}" --labels "${labels[@
 # per-object reliability against Kmax (reliability.py): every framed model with a Kmax, the models
 # kept at 6,000 steps and the training-free machines
 rel=()
-for d in $F/1/* $F/1-3/* $F/1-3/*/step6000 $F/1-5/* $F/sweep/exp2l-k* results/clevr/machine/framed48/{k1,k2,nonlocal}; do
+for d in $F/1/* $F/1-3/* $F/*/*/step6000 $F/1-5/* $F/sweep/exp2l-k* results/clevr/machine/framed48/{k1,k2,nonlocal}; do
   [[ -f $d/kmax.json ]] && rel+=("$d")
 done
 .venv/bin/python $F/reliability.py "${rel[@]}" --out $F/reliability > /dev/null
