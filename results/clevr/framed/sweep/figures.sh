@@ -17,21 +17,12 @@ present=()
 for p in "${points[@]}"; do [[ -f "${p##*:}/kmax.json" ]] && present+=("$p"); done
 $LC clevr dose-response --point "${present[@]}" --found-k 6 8 --out $F/sweep/dose-response --force
 # correlation over every trained model with a locality measurement and a found share at K = 6, 8:
-# the framed 48 px models (Exp.2 / 2L both seeds, Exp.3 / 3L, the k sweep, Exp.2, 2L and 3 at
-# 25 / 50 % of their budget, Exp.3 at 200 %, Exp.1 at 25 / 50 / 100 %, Exp.2L at 200 / 400 % and
-# seed 1 at 200 %, Exp.2 at 200 % (both seeds), Exp.3L at 200 / 400 % (seed 1 at 400 %), and the
-# row 1 and row 1-5 models (row 1 Exp.2L at 200 / 400 %, row 1-5 Exp.2L at 300 %), labelled "(1)", "(1-5)") and
-# the 32 px mini models of results/clevr/ (Table 1 rows 1, 1-3, 1-5); the 32 px exp2l-k8 was only
-# evaluated to K = 4 and is left out
+# every framed 48 px model folder (Table 1 rows 1, 1-3, 1-5, both seeds, the k sweep, and the models
+# kept on the way at 25 / 50 % or 6,000 steps, `*/step*`), picked up by the glob in C-locale order,
+# and the 32 px mini models of results/clevr/ (Table 1 rows 1, 1-3, 1-5); the 32 px exp2l-k8 was
+# only evaluated to K = 4 and is left out
 entries=()
-for d in $F/1-3/exp2-s0 $F/1-3/exp2-s1 $F/1-3/exp2l-s0 $F/1-3/exp2l-s1 $F/1-3/exp3-s0 $F/1-3/exp3l-s0 \
-         $F/1-3/exp2-s0/step750 $F/1-3/exp2-s0/step1500 $F/1-3/exp2l-s0/step750 $F/1-3/exp2l-s0/step1500 \
-         $F/1-3/exp3-s0/step750 $F/1-3/exp3-s0/step1500 $F/1-3/exp3l-s1 \
-         $F/sweep/exp2l-k1-s0 $F/sweep/exp2l-k1-s1 $F/sweep/exp2l-k3-s0 $F/1-3/exp3-s0-x2 $F/1-3/exp1-s0 \
-         $F/1-3/exp1-s0/step750 $F/1-3/exp1-s0/step1500 $F/1-3/exp2l-s0-x4 $F/1-3/exp2l-s0-x4/step6000 \
-         $F/1-3/exp2-s0-x2 $F/1-3/exp3l-s0-x4 $F/1-3/exp3l-s0-x4/step6000 $F/1-3/exp2l-s1-x2 \
-         $F/1-3/exp3l-s1-x4 $F/1-3/exp2-s1-x2 $F/1/exp2l-s0 $F/1/exp2l-s1 $F/1/exp2-s0 $F/1/exp2-s1 \
-         $F/1/exp2l-s0-x4 $F/1/exp2l-s1-x4 $F/1/exp2l-s0-x4/step6000 $F/1-5/exp2l-s0 $F/1-5/exp2l-s0-x3 $F/1-5/exp2-s0 \
+for d in $(printf '%s\n' $F/{1,1-3,1-5,sweep}/* $F/{1,1-3,1-5,sweep}/*/step* | LC_ALL=C sort) \
          results/clevr/mini-1/exp2 results/clevr/mini-1/exp2l \
          results/clevr/mini-1to3/{exp1,exp2,exp2l-clean,exp2l,exp3,exp3l} \
          results/clevr/mini-1to5/{exp2,exp2l-clean,exp2l,exp3l}; do
