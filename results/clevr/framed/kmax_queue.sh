@@ -6,17 +6,21 @@
 # finds every K sampled merges them into RUN/kmax_samples.partial.npz and runs kmax.sh over KS once
 # more: it resumes every K from that file and only evaluates. The result lands in RUN as with kmax.sh.
 # Usage: KS=K1,K2,... kmax_queue.sh RUN ROW SEED QUEUE   (run from the repository root)
+# A worker killed mid-K leaves QUEUE/claim-K without its `done`: remove that claim and start a
+# worker again; that K is sampled again from its start.
 set -euo pipefail
+: "${KS:?set KS=K1,K2,... (the K to sample)}"
 run=$1; row=$2; seed=$3; queue=$4
+ks=(${KS//,/ })
 mkdir -p "$queue"
-for k in ${KS//,/ }; do
+for k in "${ks[@]}"; do
   mkdir "$queue/claim-$k" 2>/dev/null || continue
   KS=$k results/clevr/framed/kmax.sh "$run" "$queue/k$k" "$row" "$seed" "$queue/k$k.log" --force
   touch "$queue/claim-$k/done"
 done
-for k in ${KS//,/ }; do [[ -f "$queue/claim-$k/done" ]] || exit 0; done   # another worker is still sampling
+for k in "${ks[@]}"; do [[ -f "$queue/claim-$k/done" ]] || exit 0; done   # another worker is still sampling
 mkdir "$queue/merge" 2>/dev/null || exit 0                                   # another worker merges
-.venv/bin/python - "$run/kmax_samples.partial.npz" "$queue" ${KS//,/ } <<'EOF'
+.venv/bin/python - "$run/kmax_samples.partial.npz" "$queue" "${ks[@]}" <<'EOF'
 import sys
 import numpy as np
 from empirical.cli.model import write_npz_atomic
