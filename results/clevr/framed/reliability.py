@@ -13,6 +13,7 @@ import argparse
 import json
 import math
 import sys
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -53,7 +54,12 @@ def reliability(kmax_json: dict) -> dict:
 
 
 def figure(results: dict, path: Path) -> None:
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.6))
+    # the key under the panels: its height grows with the number of runs, so the figure grows with
+    # it (a fixed bottom margin let the key run over the x labels once there were ~40 runs)
+    key = textwrap.wrap("  ".join(f"{i}\u00a0{n}" for i, n in enumerate(results, start=1)), width=230)
+    key_height = len(key) * 6 * 1.3 / 72 + 0.1  # inches: lines of 6 pt type, and a margin
+    fig_height = 4.6 + key_height
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, fig_height))
     for name, r in results.items():
         ks = r["tested_k"]
         left.scatter([r["per_k"][k]["all_found_if_independent"] for k in ks],
@@ -78,9 +84,8 @@ def figure(results: dict, path: Path) -> None:
     right.set(xlabel="share of requested objects found, mean over K = 1..8", ylabel="Kmax",
               title="Kmax against per-object reliability", xlim=(0, 1), ylim=(0, 12))
     right.legend(fontsize=7, loc="upper left")
-    fig.text(0.5, 0.005, "  ".join(f"{i} {n}" for i, n in enumerate(results, start=1)), ha="center",
-             fontsize=6, wrap=True)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.text(0.5, 0.005, "\n".join(key), ha="center", va="bottom", fontsize=6)
+    fig.tight_layout(rect=(0, key_height / fig_height, 1, 1))
     fig.savefig(path, dpi=130)
     plt.close(fig)
 
