@@ -57,3 +57,25 @@ def test_correlated_misses_show_as_an_error_and_a_wrong_prediction(tmp_path):
     assert saved["agreement"]["kmax_off_by_2_or_more"] == 1
     assert (tmp_path / "out" / "reliability.png").stat().st_size > 0
     assert "| 8 (1) |" in (tmp_path / "out" / "reliability.md").read_text()
+
+
+def test_a_kmax_with_untested_k_below_the_first_failure_is_marked_open():
+    rel = _module()
+    # tested at 1, 6, 8: passing K = 1 and failing K = 6 leaves Kmax anywhere in 1..5
+    assert not rel.kmax_is_determined(1, [1, 6, 8])
+    assert rel.kmax_is_determined(0, [1, 6, 8])          # K = 1 failed: nothing is left open
+    assert rel.kmax_is_determined(3, [1, 2, 3, 4, 6, 8])  # K = 4 tested and failed
+    assert not rel.kmax_is_determined(3, [1, 2, 3, 6, 8])
+    assert rel.kmax_is_determined(10, list(range(1, 11)))  # passed every tested K
+    r = rel.reliability(_kmax_json({1: 0.9, 6: 0.6, 8: 0.5}, {1: 0.9, 6: 0.05, 8: 0.0}, kmax=1, kmax_found=1))
+    assert not r["kmax_extras_allowed_determined"] and not r["kmax_strict_determined"]
+    assert "| 1\\* (1) | 1\\* |" in rel.markdown({"a": r})
+
+
+def test_runs_at_the_same_kmax_and_nearly_the_same_share_share_one_label():
+    rel = _module()
+    runs = {name: {"kmax_extras_allowed": k, "share_found_mean_k1_to_8": p}
+            for name, k, p in (("a", 1, 0.60), ("b", 5, 0.90), ("c", 1, 0.61), ("d", 1, 0.80))}
+    clusters = rel.label_clusters(runs)
+    assert [(k, numbers) for _, k, numbers in clusters] == [(1, ["1", "3"]), (1, ["4"]), (5, ["2"])]
+    assert clusters[0][0] == pytest.approx(0.605)

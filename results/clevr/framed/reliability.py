@@ -27,6 +27,13 @@ from localcomp.provenance import write_json_atomic  # noqa: E402
 MAX_K_OF_THE_MEAN = 8   # p of a run: mean share over its tested K = 1..8 (every framed run has them)
 
 
+def kmax_is_determined(kmax_value: int, tested: list[int]) -> bool:
+    """Whether a Kmax read off the tested K alone is the Kmax every K would give: every K from 1 to
+    Kmax + 1 was tested (or to the largest tested K). A run tested at K = 1, 6, 8 that passes K = 1
+    and fails K = 6 has Kmax 1 by the rule, but any of 1..5 with K = 2..5 tested."""
+    return set(range(1, min(kmax_value + 1, max(tested)) + 1)) <= set(tested)
+
+
 def reliability(kmax_json: dict) -> dict:
     """Per tested K >= 1: share found p_K, every requested object found (measured and p_K ** K),
     exactly K at the K places (strict); Kmax with extras measured and predicted, strict Kmax,
@@ -48,9 +55,25 @@ def reliability(kmax_json: dict) -> dict:
     return {"experiment": kmax_json["experiment"], "training_objects": kmax_json["training_objects"],
             "tested_k": sorted(per_k), "per_k": per_k,
             "kmax_strict": kmax_json["kmax"], "kmax_extras_allowed": kmax_json["kmax_requested_found"],
+            "kmax_strict_determined": kmax_is_determined(kmax_json["kmax"], sorted(per_k)),
+            "kmax_extras_allowed_determined": kmax_is_determined(kmax_json["kmax_requested_found"], sorted(per_k)),
             "kmax_extras_allowed_predicted": kmax({k: v["all_found_if_independent"] for k, v in per_k.items()}),
             "share_found_mean_k1_to_8": p_mean, "kmax_of_a_flat_share": flat,
             "all_found_mean_abs_error": sum(errors) / len(errors)}
+
+
+def label_clusters(results: dict, width: float = 0.03) -> list[tuple[float, int, list[str]]]:
+    """Runs numbered 1.. in order, grouped by Kmax with extras allowed and p within ``width`` of the
+    group's first: ``(mean p, Kmax, [numbers])`` per group, for one label each in the figure."""
+    points = sorted((r["kmax_extras_allowed"], r["share_found_mean_k1_to_8"], str(i))
+                    for i, r in enumerate(results.values(), start=1))
+    groups: list[list[tuple[int, float, str]]] = []
+    for point in points:
+        if groups and groups[-1][0][0] == point[0] and point[1] - groups[-1][0][1] <= width:
+            groups[-1].append(point)
+        else:
+            groups.append([point])
+    return [(sum(p for _, p, _ in g) / len(g), g[0][0], sorted((n for _, _, n in g), key=int)) for g in groups]
 
 
 def figure(results: dict, path: Path) -> None:
@@ -72,12 +95,25 @@ def figure(results: dict, path: Path) -> None:
                label="ln 0.5 / ln p (a flat share p)")
     for i, (name, r) in enumerate(results.items(), start=1):
         p = r["share_found_mean_k1_to_8"]
-        right.scatter([p], [r["kmax_extras_allowed"]], marker="o", color="C0", s=22)
-        right.scatter([p], [r["kmax_strict"]], marker="x", color="C3", s=22)
-        right.annotate(str(i), (p, r["kmax_extras_allowed"]), fontsize=6, xytext=(2, 2),
+        # hollow: a Kmax that untested K leave open (kmax_is_determined)
+        determined = r.get("kmax_extras_allowed_determined", True)
+        right.scatter([p], [r["kmax_extras_allowed"]], marker="o", s=22, color="C0" if determined else "none",
+                      edgecolors="C0")
+        right.scatter([p], [r["kmax_strict"]], marker="x", color="C3" if r.get("kmax_strict_determined", True)
+                      else "salmon", s=22)
+    # one label per cluster of runs at the same Kmax and nearly the same p; a label that would run
+    # into the one before it on its row goes one level up or down (6 pt digits are ~0.007 of the axis)
+    level_offsets, level_ends = (2, 9, -9, 16), {}
+    for p, kmax_value, numbers in label_clusters(results):
+        text = ",".join(numbers)
+        ends = level_ends.setdefault(kmax_value, [-1.0] * len(level_offsets))
+        level = next((i for i, end in enumerate(ends) if p > end), len(level_offsets) - 1)
+        ends[level] = p + 0.0075 * (len(text) + 1)
+        right.annotate(text, (p, kmax_value), fontsize=6, xytext=(2, level_offsets[level]),
                        textcoords="offset points")
     right.scatter([], [], marker="o", color="C0", label="Kmax, extras allowed")
     right.scatter([], [], marker="x", color="C3", label="strict Kmax")
+    right.scatter([], [], marker="o", color="none", edgecolors="C0", label="hollow / pale: untested K leave it open")
     for k, style in ((9, ":"), (5, "--")):
         right.axvline(0.5 ** (1 / k), color="k", lw=0.8, ls=style)
         right.text(0.5 ** (1 / k), 11.5, f" p for Kmax {k}", fontsize=7, rotation=90, va="top")
@@ -101,16 +137,22 @@ def agreement(results: dict) -> dict:
             "all_found_mean_abs_error": sum(errors) / len(errors), "all_found_max_abs_error": max(errors)}
 
 
+def open_mark(r: dict, field: str) -> str:
+    return "" if r.get(f"{field}_determined", True) else "\\*"
+
+
 def markdown(results: dict) -> str:
     lines = ["| run | tested K | p (K = 1..8) | Kmax a flat p predicts | Kmax extras (predicted from p_K^K) "
              "| strict Kmax | mean abs. error of p_K^K (K >= 2) |", "|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         lines.append(f"| {name} | {','.join(map(str, r['tested_k']))} | {r['share_found_mean_k1_to_8']:.2f} | "
-                     f"{r['kmax_of_a_flat_share']:.1f} | {r['kmax_extras_allowed']} "
-                     f"({r['kmax_extras_allowed_predicted']}) | {r['kmax_strict']} | "
+                     f"{r['kmax_of_a_flat_share']:.1f} | {r['kmax_extras_allowed']}{open_mark(r, 'kmax_extras_allowed')} "
+                     f"({r['kmax_extras_allowed_predicted']}) | {r['kmax_strict']}{open_mark(r, 'kmax_strict')} | "
                      f"{r['all_found_mean_abs_error']:.2f} |")
     a = agreement(results)
-    lines += ["", f"Kmax with extras allowed, predicted from p_K ** K against measured: equal in {a['kmax_exact']} "
+    lines += ["", "\\* a Kmax that untested K leave open (not every K from 1 to Kmax + 1 tested); the prediction "
+              "in brackets is read off the same tested K.",
+              "", f"Kmax with extras allowed, predicted from p_K ** K against measured: equal in {a['kmax_exact']} "
               f"of {a['runs']} runs, 1 apart in {a['kmax_off_by_1']}, 2 or more in {a['kmax_off_by_2_or_more']}; "
               f"every requested object found, p_K ** K against measured over {a['all_found_points']} (run, K >= 2): "
               f"mean absolute error {a['all_found_mean_abs_error']:.3f}, largest {a['all_found_max_abs_error']:.2f}."]

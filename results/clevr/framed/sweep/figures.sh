@@ -42,9 +42,11 @@ $LC clevr correlate --entries "${loc[@]}" --kmax "${km[@]}" --labels "${labels[@
 # the per-group numbers of README.md (same statistic over subsets of the entries)
 .venv/bin/python results/clevr/framed/sweep/groups.py
 # per-object reliability against Kmax (reliability.py): every framed model with a Kmax, the models
-# kept at 6,000 steps and the training-free machines
+# kept on the way (same glob and order as the correlation's) and the training-free machines; a Kmax
+# that untested K leave open (models tested at K = 1, 6, 8 only) is drawn hollow and starred
 rel=()
-for d in $F/1/* $F/1-3/* $F/*/*/step6000 $F/1-5/* $F/sweep/exp2l-k* results/clevr/machine/framed48/{k1,k2,nonlocal}; do
+for d in $(printf '%s\n' $F/{1,1-3,1-5,sweep}/* $F/{1,1-3,1-5,sweep}/*/step* | LC_ALL=C sort) \
+         results/clevr/machine/framed48/{k1,k2,nonlocal}; do
   [[ -f $d/kmax.json ]] && rel+=("$d")
 done
 .venv/bin/python $F/reliability.py "${rel[@]}" --out $F/reliability > /dev/null
