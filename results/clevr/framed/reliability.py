@@ -52,11 +52,12 @@ def reliability(kmax_json: dict) -> dict:
     flat = math.inf if p_mean >= 1 else (0.0 if p_mean <= 0 else math.log(DEFAULT_THRESHOLD) / math.log(p_mean))
     # K = 1 is left out of the errors: there p_K ** K is the measured rate by construction
     errors = [abs(v["all_found"] - v["all_found_if_independent"]) for k, v in per_k.items() if k >= 2]
+    tested = sorted(per_k)
     return {"experiment": kmax_json["experiment"], "training_objects": kmax_json["training_objects"],
-            "tested_k": sorted(per_k), "per_k": per_k,
+            "tested_k": tested, "per_k": per_k,
             "kmax_strict": kmax_json["kmax"], "kmax_extras_allowed": kmax_json["kmax_requested_found"],
-            "kmax_strict_determined": kmax_is_determined(kmax_json["kmax"], sorted(per_k)),
-            "kmax_extras_allowed_determined": kmax_is_determined(kmax_json["kmax_requested_found"], sorted(per_k)),
+            "kmax_strict_determined": kmax_is_determined(kmax_json["kmax"], tested),
+            "kmax_extras_allowed_determined": kmax_is_determined(kmax_json["kmax_requested_found"], tested),
             "kmax_extras_allowed_predicted": kmax({k: v["all_found_if_independent"] for k, v in per_k.items()}),
             "share_found_mean_k1_to_8": p_mean, "kmax_of_a_flat_share": flat,
             "all_found_mean_abs_error": sum(errors) / len(errors)}
@@ -96,11 +97,10 @@ def figure(results: dict, path: Path) -> None:
     for i, (name, r) in enumerate(results.items(), start=1):
         p = r["share_found_mean_k1_to_8"]
         # hollow: a Kmax that untested K leave open (kmax_is_determined)
-        determined = r.get("kmax_extras_allowed_determined", True)
-        right.scatter([p], [r["kmax_extras_allowed"]], marker="o", s=22, color="C0" if determined else "none",
-                      edgecolors="C0")
-        right.scatter([p], [r["kmax_strict"]], marker="x", color="C3" if r.get("kmax_strict_determined", True)
-                      else "salmon", s=22)
+        right.scatter([p], [r["kmax_extras_allowed"]], marker="o", s=22, edgecolors="C0",
+                      color="C0" if r["kmax_extras_allowed_determined"] else "none")
+        right.scatter([p], [r["kmax_strict"]], marker="x", s=22,
+                      color="C3" if r["kmax_strict_determined"] else "salmon")
     # one label per cluster of runs at the same Kmax and nearly the same p; a label that would run
     # into the one before it on its row goes one level up or down (6 pt digits are ~0.007 of the axis)
     level_offsets, level_ends = (2, 9, -9, 16), {}
@@ -138,7 +138,7 @@ def agreement(results: dict) -> dict:
 
 
 def open_mark(r: dict, field: str) -> str:
-    return "" if r.get(f"{field}_determined", True) else "\\*"
+    return "" if r[f"{field}_determined"] else "\\*"
 
 
 def markdown(results: dict) -> str:

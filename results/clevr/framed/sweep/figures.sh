@@ -21,8 +21,9 @@ $LC clevr dose-response --point "${present[@]}" --found-k 6 8 --out $F/sweep/dos
 # kept on the way at 25 / 50 % or 6,000 steps, `*/step*`), picked up by the glob in C-locale order,
 # and the 32 px mini models of results/clevr/ (Table 1 rows 1, 1-3, 1-5); the 32 px exp2l-k8 was
 # only evaluated to K = 4 and is left out
+framed=($(printf '%s\n' $F/{1,1-3,1-5,sweep}/* $F/{1,1-3,1-5,sweep}/*/step* | LC_ALL=C sort))
 entries=()
-for d in $(printf '%s\n' $F/{1,1-3,1-5,sweep}/* $F/{1,1-3,1-5,sweep}/*/step* | LC_ALL=C sort) \
+for d in "${framed[@]}" \
          results/clevr/mini-1/exp2 results/clevr/mini-1/exp2l \
          results/clevr/mini-1to3/{exp1,exp2,exp2l-clean,exp2l,exp3,exp3l} \
          results/clevr/mini-1to5/{exp2,exp2l-clean,exp2l,exp3l}; do
@@ -42,11 +43,10 @@ $LC clevr correlate --entries "${loc[@]}" --kmax "${km[@]}" --labels "${labels[@
 # the per-group numbers of README.md (same statistic over subsets of the entries)
 .venv/bin/python results/clevr/framed/sweep/groups.py
 # per-object reliability against Kmax (reliability.py): every framed model with a Kmax, the models
-# kept on the way (same glob and order as the correlation's) and the training-free machines; a Kmax
+# kept on the way (the correlation's framed folders, same order) and the training-free machines; a Kmax
 # that untested K leave open (models tested at K = 1, 6, 8 only) is drawn hollow and starred
 rel=()
-for d in $(printf '%s\n' $F/{1,1-3,1-5,sweep}/* $F/{1,1-3,1-5,sweep}/*/step* | LC_ALL=C sort) \
-         results/clevr/machine/framed48/{k1,k2,nonlocal}; do
+for d in "${framed[@]}" results/clevr/machine/framed48/{k1,k2,nonlocal}; do
   [[ -f $d/kmax.json ]] && rel+=("$d")
 done
 .venv/bin/python $F/reliability.py "${rel[@]}" --out $F/reliability > /dev/null
